@@ -1,0 +1,124 @@
+"""FSANet: frequency- and scale-aware network for dichotomous image segmentation
+(Jiang et al., IEEE TNNLS 2024).
+
+    spatial encoder (PVT-v2-b2) ─┐
+                                 ├─ MF ─ CSFM ─ HCF ×4 ─ SFF ×3 (shared) ─ heads ─ P1..P4
+    frequency branch (ResNet-50) ┘
+
+``FSANet()`` builds the paper's configuration with random weights and no file
+access; load real weights with :func:`lib.checkpoint.load_fsanet_weights`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from lib.context_fusion import HierarchicalContextFusion
+from lib.feature_fusion import SelectiveFeatureFusion
+from lib.frequency import FrequencyBranch
+from lib.head import PredictionHead
+from lib.modality_fusion import MultiModalityFusion
+from lib.scale_fusion import CollaborativeScaleFusion
+from models.backbones import build_spatial_encoder
+
+#: the paper's configuration; every key is a constructor argument of :class:`FSANet`.
+DEFAULT_CONFIG: Dict[str, Any] = {
+    "backbone": "pvt_v2_b2",
+    "freq_backbone": "resnet50",
+    "channels": (64, 128, 320, 512),
+    "decoder_channels": 64,
+    "radius": 100.0,
+}
+
+#: the input's height and width must be multiples of this (the coarsest stride).
+INPUT_MULTIPLE = 32
+
+
+def check_input(x: torch.Tensor) -> None:
+    """Raise a ValueError unless ``x`` is B×3×H×W with H, W multiples of 32."""
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"FSANet expects a B×3×H×W RGB batch, got shape {tuple(x.shape)}")
+    height, width = x.shape[-2:]
+    if height % INPUT_MULTIPLE or width % INPUT_MULTIPLE or height == 0 or width == 0:
+        fit = [max(INPUT_MULTIPLE, round(s / INPUT_MULTIPLE) * INPUT_MULTIPLE) for s in (height, width)]
+        raise ValueError(
+            f"FSANet needs H and W that are multiples of {INPUT_MULTIPLE}, got {height}×{width}; "
+            f"resize the input, e.g. to {fit[0]}×{fit[1]}"
+        )
+
+
+class FSANet(nn.Module):
+    """FSANet as the authors' released model computes it.
+
+    Args:
+        backbone: spatial encoder, a key of ``models.backbones.SPATIAL_BACKBONES``
+            (``pvt_v2_b0``..``pvt_v2_b5``, ``res2net50``).
+        freq_backbone: frequency encoder, ``resnet50`` or ``res2net50``.
+        channels: CSFM widths at strides 4, 8, 16, 32; encoders of other widths
+            get 1×1 projections.
+        decoder_channels: width of HCF, SFF and the heads.
+        radius: initial high-pass radius (the authors' 100).
+
+    ``forward(x: B×3×H×W ImageNet-normalised, H, W multiples of 32)
+    -> (P1, P2, P3, P4, frequency_map)``, each B×1×H×W; P1..P4 are logits, P1 is
+    the prediction, the frequency map is the high-pass image fed to the frequency
+    encoder.
+    """
+
+    def __init__(
+        self,
+        backbone: str = DEFAULT_CONFIG["backbone"],
+        freq_backbone: str = DEFAULT_CONFIG["freq_backbone"],
+        channels: Sequence[int] = DEFAULT_CONFIG["channels"],
+        decoder_channels: int = DEFAULT_CONFIG["decoder_channels"],
+        radius: float = DEFAULT_CONFIG["radius"],
+    ) -> None:
+        super().__init__()
+        channels = tuple(int(c) for c in channels)
+        self.config: Dict[str, Any] = {
+            "backbone": backbone,
+            "freq_backbone": freq_backbone,
+            "channels": list(channels),
+            "decoder_channels": int(decoder_channels),
+            "radius": float(radius),
+        }
+        self.spatial_encoder = build_spatial_encoder(backbone, channels)
+        self.frequency_branch = FrequencyBranch(freq_backbone, radius)
+        self.modality_fusion = MultiModalityFusion(self.frequency_branch.out_channels, channels)
+        self.scale_fusion = CollaborativeScaleFusion(channels)
+        level_channels = (channels[0], *self.scale_fusion.out_channels)
+        self.context_fusion = nn.ModuleList(
+            HierarchicalContextFusion(c, decoder_channels) for c in level_channels
+        )
+        self.feature_fusion = SelectiveFeatureFusion(decoder_channels)
+        self.head = PredictionHead(decoder_channels)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute both encoders' activations during backward to save memory."""
+        self.spatial_encoder.set_grad_checkpointing(enable)
+        self.frequency_branch.encoder.set_grad_checkpointing(enable)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        check_input(x)
+        spatial = self.spatial_encoder(x)
+        frequency_map, frequency = self.frequency_branch(x)
+        f1, f2, f3, f4 = self.modality_fusion(spatial, frequency)
+        x21, x32, x43 = self.scale_fusion(f1, f2, f3, f4)
+        h1, h2, h3, h4 = (hcf(t) for hcf, t in zip(self.context_fusion, (f1, x21, x32, x43)))
+        o3 = self.feature_fusion(h3, h4)
+        o2 = self.feature_fusion(h2, o3)
+        o1 = self.feature_fusion(h1, o2)
+        p1, p2, p3, p4 = self.head([o1, o2, o3, h4])
+        return p1, p2, p3, p4, frequency_map
+
+
+def build_fsanet(config: Dict[str, Any] | None = None, **overrides: Any) -> FSANet:
+    """FSANet from a config dict (as stored in the project's checkpoints) plus overrides."""
+    merged = {**DEFAULT_CONFIG, **(config or {}), **overrides}
+    unknown = set(merged) - set(DEFAULT_CONFIG)
+    if unknown:
+        raise ValueError(f"unknown FSANet config keys {sorted(unknown)}; known: {sorted(DEFAULT_CONFIG)}")
+    return FSANet(**merged)

@@ -1,0 +1,113 @@
+"""Encoders for FSANet, built with timm and wrapped (never copied).
+
+FSANet needs four feature maps at strides 4, 8, 16 and 32 from two encoders:
+the *spatial encoder* (RGB, PVT-v2-b2 in the paper) and the *frequency encoder*
+(the 1-channel high-pass image, ResNet-50 in the paper). Both are plain timm
+models held as ``.body``; features come from timm's ``forward_intermediates``,
+so the state-dict keys are exactly timm's own (``body.stages.0.blocks.0...`` for
+PVT-v2, ``body.layer1.0.conv1...`` for ResNet/Res2Net) and stay stable across
+timm's ``features_only`` renames.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Sequence
+
+import timm
+import torch
+from torch import nn
+
+#: user-facing name -> timm model name, for the spatial (RGB) encoder.
+SPATIAL_BACKBONES: Dict[str, str] = {
+    "pvt_v2_b0": "pvt_v2_b0",
+    "pvt_v2_b1": "pvt_v2_b1",
+    "pvt_v2_b2": "pvt_v2_b2",
+    "pvt_v2_b3": "pvt_v2_b3",
+    "pvt_v2_b4": "pvt_v2_b4",
+    "pvt_v2_b5": "pvt_v2_b5",
+    # timm's res2net50d has the keys and outputs of the official Res2Net-50 v1b 26w×4s.
+    "res2net50": "res2net50d",
+}
+
+#: user-facing name -> timm model name, for the frequency (1-channel) encoder.
+FREQUENCY_BACKBONES: Dict[str, str] = {
+    "resnet50": "resnet50",  # torchvision's ResNet-50 keys and computation
+    "res2net50": "res2net50d",
+}
+
+#: the reductions FSANet takes features at.
+FEATURE_REDUCTIONS = (4, 8, 16, 32)
+
+
+def _check_name(name: str, table: Dict[str, str], role: str) -> str:
+    if name not in table:
+        raise ValueError(f"unknown {role} backbone {name!r}; choose one of {sorted(table)}")
+    return table[name]
+
+
+class ConvBNProjection(nn.Sequential):
+    """1×1 conv + BatchNorm that adapts an encoder width to the width FSANet expects."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, 1, bias=False),
+            nn.BatchNorm2d(out_channels),
+        )
+
+
+class TimmEncoder(nn.Module):
+    """A timm classification model used as a 4-level feature pyramid (strides 4–32).
+
+    Args:
+        timm_name: timm model name (e.g. ``pvt_v2_b2``, ``resnet50``, ``res2net50d``).
+        in_chans: input channels (3 for RGB, 1 for the high-pass image).
+        out_channels: widths to return; where they differ from the model's own
+            widths a :class:`ConvBNProjection` adapts them. ``None`` keeps the model's.
+
+    ``forward(x: B×in_chans×H×W) -> [B×c_i×H/r_i×W/r_i for r_i in 4, 8, 16, 32]``.
+    """
+
+    def __init__(
+        self, timm_name: str, in_chans: int = 3, out_channels: Sequence[int] | None = None
+    ) -> None:
+        super().__init__()
+        self.timm_name = timm_name
+        # pretrained=False: never touches the network; weights come from local files
+        # through lib.checkpoint. num_classes=0 drops the classifier.
+        self.body = timm.create_model(
+            timm_name, pretrained=False, num_classes=0, in_chans=in_chans
+        )
+        info = self.body.feature_info
+        reductions = [f["reduction"] for f in info]
+        self.indices = [reductions.index(r) for r in FEATURE_REDUCTIONS]
+        self.body_channels = [info[i]["num_chs"] for i in self.indices]
+        self.out_channels = list(out_channels) if out_channels else list(self.body_channels)
+        if len(self.out_channels) != 4:
+            raise ValueError(f"out_channels needs 4 widths, got {self.out_channels}")
+        if self.out_channels != self.body_channels:
+            self.proj = nn.ModuleList(
+                ConvBNProjection(c_in, c_out)
+                for c_in, c_out in zip(self.body_channels, self.out_channels)
+            )
+        else:
+            self.proj = None
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute the encoder's activations in backward (timm's own mechanism)."""
+        self.body.set_grad_checkpointing(enable)
+
+    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+        feats = self.body.forward_intermediates(x, indices=self.indices, intermediates_only=True)
+        if self.proj is not None:
+            feats = [p(f) for p, f in zip(self.proj, feats)]
+        return feats
+
+
+def build_spatial_encoder(name: str, out_channels: Sequence[int]) -> TimmEncoder:
+    """The RGB encoder ``name`` (a key of :data:`SPATIAL_BACKBONES`) returning ``out_channels``."""
+    return TimmEncoder(_check_name(name, SPATIAL_BACKBONES, "spatial"), 3, out_channels)
+
+
+def build_frequency_encoder(name: str) -> TimmEncoder:
+    """The 1-channel frequency encoder ``name`` (a key of :data:`FREQUENCY_BACKBONES`)."""
+    return TimmEncoder(_check_name(name, FREQUENCY_BACKBONES, "frequency"), 1, None)

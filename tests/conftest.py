@@ -1,0 +1,65 @@
+"""Shared fixtures: the reference files copied from the authors' model (tests/fixtures)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Dict
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(FIXTURES))
+
+from official_weights import recipe_state_dict  # noqa: E402  (fixture data recipe)
+
+
+def load_manifest(name: str) -> Dict[str, list]:
+    return json.loads((FIXTURES / name).read_text())
+
+
+@pytest.fixture(scope="session")
+def authors_manifest() -> Dict[str, list]:
+    """Every key and shape of the authors' FSANet state dict (1,133 tensors)."""
+    return load_manifest("official_fsanet_keys.json")
+
+
+@pytest.fixture(scope="session")
+def authors_recipe(authors_manifest) -> Dict[str, torch.Tensor]:
+    """The deterministic stand-in weights in the authors' key names (radius 24)."""
+    return recipe_state_dict(authors_manifest, radius=24.0)
+
+
+@pytest.fixture(scope="session")
+def authors_checkpoint(authors_recipe, tmp_path_factory) -> Path:
+    """A file in the released checkpoint's outer layout (trained under DataParallel)."""
+    path = tmp_path_factory.mktemp("authors") / "FSANet-100.pth"
+    torch.save(
+        {"model": {"module." + k: v for k, v in authors_recipe.items()}, "opech": 99,
+         "optimizer": {}, "loss": torch.tensor(0.0)},
+        path,
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def reference_outputs() -> Dict[str, np.ndarray]:
+    """The authors' model's outputs on the recipe weights (eval mode)."""
+    with np.load(FIXTURES / "fsanet_reference_outputs.npz") as data:
+        return {k: data[k] for k in data.files}
+
+
+@pytest.fixture(scope="session")
+def faithful_model(authors_checkpoint):
+    """The paper's FSANet with the recipe weights loaded through the loader, eval mode."""
+    from lib.checkpoint import load_fsanet_weights
+    from lib.FSANet import FSANet
+
+    model = FSANet().eval()
+    load_fsanet_weights(model, authors_checkpoint)
+    return model
