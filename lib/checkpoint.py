@@ -281,7 +281,8 @@ def load_fsanet_weights(model: nn.Module, path: PathLike) -> LoadReport:
         )
     config = meta.get("config")
     model_config = getattr(model, "config", None)
-    if config and model_config and any(config.get(k) != model_config.get(k) for k in config):
+    # "radius" is only an initial value (the loaded tensor overrides it); the rest is architecture.
+    if config and model_config and any(config.get(k) != model_config.get(k) for k in config if k != "radius"):
         raise CheckpointError(
             f"{path}: checkpoint built with {config}, model built with {model_config}; "
             "build the model from the checkpoint's config (lib.checkpoint.build_from_checkpoint)"

@@ -116,6 +116,14 @@ def test_project_checkpoint_into_other_architecture_says_so(small_model, paper_m
         load_fsanet_weights(paper_model, path)
 
 
+def test_project_checkpoint_radius_is_an_initial_value_not_architecture(tmp_path):
+    trained = build_fsanet(backbone="pvt_v2_b0", radius=24.0)
+    path = save_checkpoint(tmp_path / "r24.pth", trained)
+    model = build_fsanet(backbone="pvt_v2_b0")  # radius 100 by default
+    load_fsanet_weights(model, path)
+    assert model.frequency_branch.high_pass.radius.item() == 24.0
+
+
 # ----------------------------------------------------------------------------- strictness
 
 
