@@ -269,8 +269,13 @@ def load_fsanet_weights(model: nn.Module, path: PathLike) -> LoadReport:
     missing, unexpected or mis-shaped tensor raises one error that lists them; only
     the authors' unused tensors (:data:`AUTHORS_UNUSED`) are skipped, by name.
     """
+    return _load_fsanet(model, read_checkpoint(path), path)
+
+
+def _load_fsanet(model: nn.Module, obj: Any, path: PathLike) -> LoadReport:
+    """:func:`load_fsanet_weights` on an already-read checkpoint object."""
     model = getattr(model, "module", model)  # accept DataParallel / DDP wrappers
-    layout, state_dict, meta = detect_layout(read_checkpoint(path), path)
+    layout, state_dict, meta = detect_layout(obj, path)
     skipped: List[str] = []
     if layout in ("authors", "authors_state_dict"):
         state_dict, skipped = authors_to_fsanet(state_dict)
@@ -300,9 +305,10 @@ def build_from_checkpoint(path: PathLike, **overrides: Any) -> Tuple[nn.Module, 
     """
     from lib.FSANet import build_fsanet
 
-    layout, _, meta = detect_layout(read_checkpoint(path), path)
+    obj = read_checkpoint(path)  # read once: FSANet checkpoints are ~440 MB
+    layout, _, meta = detect_layout(obj, path)
     model = build_fsanet(meta.get("config") if layout == "project" else None, **overrides)
-    return model, load_fsanet_weights(model, path)
+    return model, _load_fsanet(model, obj, path)
 
 
 # ----------------------------------------------------------------------------- ImageNet backbones
