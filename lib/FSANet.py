@@ -31,7 +31,11 @@ DEFAULT_CONFIG: Dict[str, Any] = {
     "channels": (64, 128, 320, 512),
     "decoder_channels": 64,
     "radius": 100.0,
+    "drop_path_rate": 0.1,
 }
+
+#: config keys that do not change the weights' shapes (training-time values only).
+NON_ARCHITECTURE_KEYS = ("radius", "drop_path_rate")
 
 #: the input's height and width must be multiples of this (the coarsest stride).
 INPUT_MULTIPLE = 32
@@ -61,6 +65,9 @@ class FSANet(nn.Module):
             get 1×1 projections.
         decoder_channels: width of HCF, SFF and the heads.
         radius: initial high-pass radius (the authors' 100).
+        drop_path_rate: stochastic depth of the spatial encoder, active in training
+            only. 0.1 is what ``pvt_v2_b2`` in the PVT-v2 code the authors build on
+            sets (their own copy of that file is not in their repository).
 
     ``forward(x: B×3×H×W ImageNet-normalised, H, W multiples of 32)
     -> (P1, P2, P3, P4, frequency_map)``, each B×1×H×W; P1..P4 are logits, P1 is
@@ -75,6 +82,7 @@ class FSANet(nn.Module):
         channels: Sequence[int] = DEFAULT_CONFIG["channels"],
         decoder_channels: int = DEFAULT_CONFIG["decoder_channels"],
         radius: float = DEFAULT_CONFIG["radius"],
+        drop_path_rate: float = DEFAULT_CONFIG["drop_path_rate"],
     ) -> None:
         super().__init__()
         channels = tuple(int(c) for c in channels)
@@ -84,8 +92,9 @@ class FSANet(nn.Module):
             "channels": list(channels),
             "decoder_channels": int(decoder_channels),
             "radius": float(radius),
+            "drop_path_rate": float(drop_path_rate),
         }
-        self.spatial_encoder = build_spatial_encoder(backbone, channels)
+        self.spatial_encoder = build_spatial_encoder(backbone, channels, drop_path_rate)
         self.frequency_branch = FrequencyBranch(freq_backbone, radius)
         self.modality_fusion = MultiModalityFusion(self.frequency_branch.out_channels, channels)
         self.scale_fusion = CollaborativeScaleFusion(channels)

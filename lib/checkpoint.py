@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -238,6 +239,54 @@ def authors_to_fsanet(state_dict: StateDict) -> Tuple[StateDict, List[str]]:
     return converted, skipped
 
 
+#: state-dict entries that are buffers, not parameters, in the authors' model.
+_BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def authors_optimizer_to_fsanet(
+    optimizer_state: Mapping[str, Any], authors_model_state: Mapping[str, torch.Tensor], model: nn.Module
+) -> Optional[Dict[str, Any]]:
+    """The authors' AdaXW state (indexed in their parameter order) re-indexed for
+    ``torch.optim`` over ``model.parameters()``; ``None`` if the file has no state.
+
+    Their parameter order is their state dict's order without buffers, which is
+    how ``model.parameters()`` enumerated them when the optimiser was built.
+    """
+    groups = optimizer_state.get("param_groups") if isinstance(optimizer_state, Mapping) else None
+    if not groups or not optimizer_state.get("state"):
+        return None
+    names = [k for k in strip_module_prefix(authors_model_state) if not k.endswith(_BUFFER_SUFFIXES)]
+    indices = [i for group in groups for i in group["params"]]
+    if len(indices) != len(names):
+        raise CheckpointError(
+            f"the authors' optimizer state lists {len(indices)} parameters but their model has "
+            f"{len(names)}; load the weights only (--pre_model with a bare state dict)"
+        )
+    per_field: Dict[str, StateDict] = {"step": {}, "exp_avg": {}, "exp_avg_sq": {}}
+    for index, name in zip(indices, names):
+        entry = optimizer_state["state"].get(index)
+        if entry:
+            for key in per_field:
+                per_field[key][name] = torch.as_tensor(entry[key])
+    mapped = {key: authors_to_fsanet(values)[0] for key, values in per_field.items()}
+    model = getattr(model, "module", model)
+    ours = [name for name, _ in model.named_parameters()]
+    unknown = sorted(set(mapped["exp_avg"]) - set(ours))
+    if unknown:
+        raise CheckpointError(f"optimizer state for parameters this model does not have: {unknown[:8]}")
+    state = {
+        i: {
+            "step": int(mapped["step"][name]),
+            "exp_avg": mapped["exp_avg"][name],
+            "exp_avg_sq": mapped["exp_avg_sq"][name],
+        }
+        for i, name in enumerate(ours)
+        if name in mapped["exp_avg"]
+    }
+    group = {k: v for k, v in groups[0].items() if k != "params"}
+    return {"state": state, "param_groups": [{**group, "params": list(range(len(ours)))}]}
+
+
 # ----------------------------------------------------------------------------- strict loading
 
 
@@ -286,8 +335,13 @@ def _load_fsanet(model: nn.Module, obj: Any, path: PathLike) -> LoadReport:
         )
     config = meta.get("config")
     model_config = getattr(model, "config", None)
-    # "radius" is only an initial value (the loaded tensor overrides it); the rest is architecture.
-    if config and model_config and any(config.get(k) != model_config.get(k) for k in config if k != "radius"):
+    # radius is only an initial value (the loaded tensor overrides it) and drop_path_rate a
+    # training-time regulariser; the rest is architecture.
+    from lib.FSANet import NON_ARCHITECTURE_KEYS
+
+    if config and model_config and any(
+        config.get(k) != model_config.get(k) for k in config if k not in NON_ARCHITECTURE_KEYS
+    ):
         raise CheckpointError(
             f"{path}: checkpoint built with {config}, model built with {model_config}; "
             "build the model from the checkpoint's config (lib.checkpoint.build_from_checkpoint)"
@@ -380,6 +434,12 @@ def load_backbone_weights(
 # ----------------------------------------------------------------------------- writing
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_save(obj: Any, path: PathLike) -> None:
     """``torch.save`` to a temporary file in the same folder, then rename: a kill
     during the write never leaves a truncated file at ``path``."""
@@ -391,11 +451,33 @@ def atomic_save(obj: Any, path: PathLike) -> None:
             torch.save(obj, handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_copy(source: PathLike, target: PathLike) -> Path:
+    """Give ``target`` the content of ``source`` atomically: a hard link when the file
+    system allows (no extra disk; later replacing ``source`` leaves ``target`` as
+    it is), else a copy; either goes through a temporary name and ``os.replace``."""
+    source, target = Path(source), Path(target)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    if tmp.exists():
+        tmp.unlink()
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        if tmp.exists():
+            tmp.unlink()
+        raise
+    return target
 
 
 def make_checkpoint(
@@ -444,7 +526,7 @@ def save_checkpoint(path: PathLike, model: nn.Module, **kwargs: Any) -> Path:
 
 __all__: List[str] = [
     "AUTHORS_KEY_MAP", "AUTHORS_UNUSED", "CheckpointError", "FORMAT_VERSION", "LoadReport",
-    "atomic_save", "authors_to_fsanet", "build_from_checkpoint", "detect_layout",
-    "load_backbone_weights", "load_fsanet_weights", "make_checkpoint", "pvt_v2_to_timm",
+    "atomic_copy", "atomic_save", "authors_optimizer_to_fsanet", "authors_to_fsanet", "build_from_checkpoint",
+    "detect_layout", "load_backbone_weights", "load_fsanet_weights", "make_checkpoint", "pvt_v2_to_timm",
     "read_checkpoint", "save_checkpoint", "strip_module_prefix",
 ]

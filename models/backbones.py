@@ -63,19 +63,30 @@ class TimmEncoder(nn.Module):
         in_chans: input channels (3 for RGB, 1 for the high-pass image).
         out_channels: widths to return; where they differ from the model's own
             widths a :class:`ConvBNProjection` adapts them. ``None`` keeps the model's.
+        drop_path_rate: stochastic depth of the timm model (active in training only).
 
     ``forward(x: B×in_chans×H×W) -> [B×c_i×H/r_i×W/r_i for r_i in 4, 8, 16, 32]``.
     """
 
     def __init__(
-        self, timm_name: str, in_chans: int = 3, out_channels: Sequence[int] | None = None
+        self,
+        timm_name: str,
+        in_chans: int = 3,
+        out_channels: Sequence[int] | None = None,
+        drop_path_rate: float = 0.0,
     ) -> None:
         super().__init__()
         self.timm_name = timm_name
         # pretrained=False: never touches the network; weights come from local files
         # through lib.checkpoint. num_classes=0 drops the classifier.
+        extra = {}
+        if timm_name.startswith(("resnet", "res2net")):
+            # timm zero-initialises each block's last BN; torchvision and the authors' own
+            # ResNet do not. It matters only without ImageNet weights, where timm's choice
+            # would leave the residual convolutions without gradient on the first step.
+            extra["zero_init_last"] = False
         self.body = timm.create_model(
-            timm_name, pretrained=False, num_classes=0, in_chans=in_chans
+            timm_name, pretrained=False, num_classes=0, in_chans=in_chans, drop_path_rate=drop_path_rate, **extra
         )
         info = self.body.feature_info
         reductions = [f["reduction"] for f in info]
@@ -103,9 +114,9 @@ class TimmEncoder(nn.Module):
         return feats
 
 
-def build_spatial_encoder(name: str, out_channels: Sequence[int]) -> TimmEncoder:
+def build_spatial_encoder(name: str, out_channels: Sequence[int], drop_path_rate: float = 0.0) -> TimmEncoder:
     """The RGB encoder ``name`` (a key of :data:`SPATIAL_BACKBONES`) returning ``out_channels``."""
-    return TimmEncoder(_check_name(name, SPATIAL_BACKBONES, "spatial"), 3, out_channels)
+    return TimmEncoder(_check_name(name, SPATIAL_BACKBONES, "spatial"), 3, out_channels, drop_path_rate)
 
 
 def build_frequency_encoder(name: str) -> TimmEncoder:

@@ -63,3 +63,27 @@ def faithful_model(authors_checkpoint):
     model = FSANet().eval()
     load_fsanet_weights(model, authors_checkpoint)
     return model
+
+
+#: a small FSANet for training tests (pvt_v2_b0 widths, 32-channel decoder): ~42 M parameters.
+TINY_MODEL_ARGS = ["--backbone", "pvt_v2_b0", "--channels", "32", "64", "160", "256", "--decoder_channels", "32",
+                   "--radius", "8"]
+
+
+def train_args(root: Path, data: Path, *extra: str):
+    """train.py options for a fast CPU run on ``data``, writing under ``root``."""
+    from train import build_parser
+
+    argv = ["--train_path", str(data), "--out_root", str(root), "--device", "cpu", "--workers", "0",
+            "--no_progress", "--batchsize", "2", "--trainsize", "64", "--rates", "1", *TINY_MODEL_ARGS, *extra]
+    return build_parser().parse_args(argv)
+
+
+@pytest.fixture(scope="session")
+def synthetic_train(tmp_path_factory) -> Path:
+    """4 generated 80×72 pairs in the authors' layout."""
+    from utils.synthetic import write_dataset
+
+    root = tmp_path_factory.mktemp("synthetic") / "TrainDataset"
+    write_dataset(root, count=4, size=(80, 72), layout="authors", seed=1)
+    return root

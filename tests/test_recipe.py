@@ -1,0 +1,152 @@
+"""The training recipe's pieces against their formulas: loss, AdaXW, poly LR, sizes."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lib.checkpoint import AUTHORS_UNUSED, authors_optimizer_to_fsanet
+from utils.adaxw import AdaXW
+from utils.losses import boundary_weight, deep_supervision_loss, structure_loss
+from utils.training import make_scheduler, scaled_sizes
+
+
+def _case(seed=0, shape=(2, 1, 40, 40)):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(shape, generator=g, dtype=torch.float64) * 3
+    mask = (torch.rand(shape, generator=g, dtype=torch.float64) > 0.6).double()
+    mask[:, :, 10:30, 10:30] = 1.0
+    return logits, mask
+
+
+def _by_hand(logits, mask, weighted):
+    w = 1 + 5 * (F.avg_pool2d(mask, 31, 1, 15) - mask).abs()
+    p = torch.sigmoid(logits)
+    per_pixel = -(mask * torch.log(p) + (1 - mask) * torch.log(1 - p))
+    if weighted:
+        bce = (w * per_pixel).sum((2, 3)) / w.sum((2, 3))
+    else:
+        bce = per_pixel.mean().expand(mask.shape[0], 1)  # one number for the whole batch
+    iou = 1 - ((p * mask * w).sum((2, 3)) + 1) / (((p + mask) * w).sum((2, 3)) - (p * mask * w).sum((2, 3)) + 1)
+    return (bce + iou).mean()
+
+
+def test_authors_loss_is_plain_mean_bce_plus_weighted_iou():
+    logits, mask = _case()
+    assert torch.allclose(structure_loss(logits, mask), _by_hand(logits, mask, False), rtol=1e-12)
+    assert torch.allclose(structure_loss(logits, mask, "weighted"), _by_hand(logits, mask, True), rtol=1e-12)
+    assert not torch.allclose(structure_loss(logits, mask), structure_loss(logits, mask, "weighted"))
+
+
+def test_the_authors_reduce_none_call_really_means_mean():
+    """The premise of the default: ``reduce='none'`` is the legacy flag and reduces."""
+    logits, mask = _case(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        authors = F.binary_cross_entropy_with_logits(logits, mask, reduce="none")
+    assert authors.ndim == 0
+    assert torch.allclose(authors, F.binary_cross_entropy_with_logits(logits, mask))
+
+
+def test_boundary_weight_hand_case():
+    mask = torch.zeros(1, 1, 31, 31, dtype=torch.float64)
+    mask[..., 15, 15] = 1.0
+    weight = boundary_weight(mask)
+    # at the centre: avg = 1/961 (zero padding counted), |avg - 1| = 960/961
+    assert weight[0, 0, 15, 15].item() == pytest.approx(1 + 5 * 960 / 961)
+    assert weight[0, 0, 0, 0].item() == pytest.approx(1 + 5 / 961)
+
+
+def test_deep_supervision_weights():
+    logits, mask = _case(2)
+    preds = [logits * s for s in (1.0, 0.5, 2.0, -1.0)]
+    total, losses = deep_supervision_loss(preds, mask)
+    expected = 0.7 * losses[0] + 0.1 * losses[1] + 0.1 * losses[2] + 0.1 * losses[3]
+    assert torch.allclose(total, expected.float()) and len(losses) == 4
+    assert torch.allclose(losses[3], structure_loss(-logits, mask).float())
+
+
+def test_adaxw_follows_the_formula():
+    torch.manual_seed(0)
+    start = torch.randn(5, 3, dtype=torch.float64)
+    param = torch.nn.Parameter(start.clone())
+    lr, (b1, b2), eps, wd = 2e-4, (0.9, 1e-4), 1e-12, 1e-4
+    opt = AdaXW([param], lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd)
+    p, m, v = start.clone(), torch.zeros_like(start), torch.zeros_like(start)
+    for t in range(1, 6):
+        grad = torch.randn_like(start)
+        param.grad = grad.clone()
+        opt.step()
+        m = b1 * m + (1 - b1) * grad
+        v = (1 + b2) * v + b2 * grad**2
+        p = p - lr * wd * p
+        p = p - lr * math.sqrt((1 + b2) ** t - 1) * m / (v.sqrt() + eps)
+        assert torch.allclose(param.data, p, rtol=0, atol=1e-15)
+    state = opt.state[param]
+    assert set(state) == {"step", "exp_avg", "exp_avg_sq"} and state["step"] == 5
+    assert torch.allclose(state["exp_avg_sq"], v)
+
+
+def test_adaxw_skips_parameters_without_gradient():
+    frozen = torch.nn.Parameter(torch.ones(3))
+    AdaXW([frozen], lr=1.0, weight_decay=0.5).step()
+    assert torch.equal(frozen.data, torch.ones(3))
+
+
+@pytest.mark.filterwarnings(r"ignore:Detected call of `lr_scheduler.step\(\)`")
+def test_poly_lr_per_epoch_from_one_and_on_resume():
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = AdaXW([param], lr=2e-4)
+    sched = make_scheduler(opt, 200, 0.9, 0)
+    seen = []
+    for _ in range(200):
+        seen.append(opt.param_groups[0]["lr"])
+        sched.step()
+    expected = [2e-4 * (1 - e / 200) ** 0.9 for e in range(1, 201)]
+    assert seen == pytest.approx(expected, rel=1e-12, abs=1e-20)
+    assert seen[-1] == 0.0  # the authors' last epoch runs at lr 0
+    resumed = make_scheduler(AdaXW([param], lr=2e-4), 200, 0.9, 37)
+    assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(expected[37], rel=1e-12)
+
+
+def test_training_sizes():
+    assert scaled_sizes(736, (0.75, 1, 1.25)) == [544, 736, 928]
+    assert scaled_sizes(128, (0.75, 1, 1.25)) == [96, 128, 160]
+
+
+def test_authors_optimizer_state_is_reindexed_by_name(authors_recipe):
+    """The authors' AdaXW state lists parameters in their model's order; it must land
+    on the same tensors of this model."""
+    from lib.FSANet import FSANet
+
+    model = FSANet(backbone="pvt_v2_b2")
+    names = [k for k in authors_recipe if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    picks = {"frequency.radius": None, "sff.conv_xy.weight": "feature_fusion.conv_xy.weight",
+             "backbone.block2.1.attn.kv.weight": "spatial_encoder.body.stages.1.blocks.1.attn.kv.weight",
+             "resnet_f.layer3_1.0.conv1.weight": "frequency_branch.encoder.body.layer3.0.conv1.weight",
+             "conv_up2.weight": None}
+    state = {}
+    for index, name in enumerate(names):
+        if name in picks and picks[name] is not None:
+            shape = authors_recipe[name].shape
+            state[index] = {"step": 7, "exp_avg": torch.full(shape, float(index)), "exp_avg_sq": torch.ones(shape)}
+    state[names.index("conv_up2.weight")] = {"step": 7, "exp_avg": torch.zeros(64, 64, 3, 3),
+                                              "exp_avg_sq": torch.zeros(64, 64, 3, 3)}  # unused tensor: dropped
+    authors_state = {"state": state, "param_groups": [{"lr": 1e-5, "betas": (0.9, 1e-4), "eps": 1e-12,
+                                                      "weight_decay": 1e-4, "params": list(range(len(names)))}]}
+    mapped = authors_optimizer_to_fsanet(authors_state, {"module." + k: v for k, v in authors_recipe.items()}, model)
+    ours = [n for n, _ in model.named_parameters()]
+    assert len(mapped["state"]) == 3
+    for authors_name, our_name in picks.items():
+        if our_name is None:
+            continue
+        entry = mapped["state"][ours.index(our_name)]
+        assert entry["step"] == 7 and entry["exp_avg"].flatten()[0].item() == names.index(authors_name)
+    optimizer = AdaXW(model.parameters())
+    optimizer.load_state_dict(mapped)  # shapes and indices fit this model
+    assert AUTHORS_UNUSED[0] == "conv_up2."
+    assert authors_optimizer_to_fsanet({}, authors_recipe, model) is None

@@ -1,0 +1,1 @@
+"""Data, losses, optimiser and training utilities of the FSANet reproduction."""

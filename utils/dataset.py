@@ -1,0 +1,110 @@
+"""The training dataset: the authors' transforms, plus an optional resized-copy cache.
+
+Per pair (as the authors): image → RGB → resize to trainsize × trainsize (Pillow
+bilinear) → tensor → ImageNet normalisation; mask → 8-bit grey → same resize →
+tensor in [0, 1] (not binarised). No other augmentation.
+
+DIS5K images are 2–6 k pixels wide, so decoding and resizing them dominates a
+CPU loader. With ``cache_dir`` the resized 8-bit arrays are stored once as
+``.npy`` files; the tensors are then exactly those of the uncached path (the
+resize output is 8-bit in both). A cache entry's name holds a hash of the source
+file's path, size and modification time and of trainsize, so a changed file or
+size is re-decoded and never read stale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torchvision.transforms.functional as TF
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision.transforms import InterpolationMode
+
+from utils.images import read_mask, read_rgb
+
+PathLike = Union[str, os.PathLike]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: bump when the cached arrays' meaning changes: old entries are then ignored.
+CACHE_VERSION = 1
+
+
+def resize_8bit(image: Image.Image, size: int) -> np.ndarray:
+    """``size``×``size`` Pillow-bilinear resize (what ``transforms.Resize`` does) as uint8."""
+    return np.array(TF.resize(image, [size, size], InterpolationMode.BILINEAR), dtype=np.uint8)
+
+
+def image_to_tensor(array: np.ndarray) -> torch.Tensor:
+    """H×W×3 uint8 → 3×H×W float, ImageNet-normalised."""
+    return TF.normalize(TF.to_tensor(array), IMAGENET_MEAN, IMAGENET_STD)
+
+
+def mask_to_tensor(array: np.ndarray) -> torch.Tensor:
+    """H×W uint8 → 1×H×W float in [0, 1]."""
+    return TF.to_tensor(array)
+
+
+def cache_key(path: Path, size: int, kind: str) -> str:
+    stat = path.stat()
+    text = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{size}|{kind}|{CACHE_VERSION}"
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def _atomic_save_npy(array: np.ndarray, path: Path) -> None:
+    """np.save to a temporary file then rename: workers and ranks never read half a file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npy", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.save(handle, array)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class TrainDataset(Dataset):
+    """(image, mask) tensors at ``trainsize`` for a list of (image path, mask path) pairs.
+
+    Args:
+        pairs: from :func:`utils.pairing.training_pairs`.
+        trainsize: side of the square training input (the authors' 736).
+        cache_dir: folder for resized copies (created); ``None`` decodes every time.
+    """
+
+    def __init__(self, pairs: Sequence[Tuple[Path, Path]], trainsize: int, cache_dir: Optional[PathLike] = None):
+        self.pairs: List[Tuple[Path, Path]] = [(Path(i), Path(m)) for i, m in pairs]
+        self.trainsize = int(trainsize)
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        if self.cache_dir is not None:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def _resized(self, path: Path, kind: str) -> np.ndarray:
+        read = read_rgb if kind == "image" else read_mask
+        if self.cache_dir is None:
+            return resize_8bit(read(path), self.trainsize)
+        entry = self.cache_dir / f"{path.stem}-{kind}-{cache_key(path, self.trainsize, kind)}.npy"
+        if entry.exists():
+            try:
+                return np.array(np.load(entry))
+            except (OSError, ValueError):
+                pass  # unreadable entry (e.g. a disk filled up): decode again below
+        array = resize_8bit(read(path), self.trainsize)
+        _atomic_save_npy(array, entry)
+        return array
+
+    def __getitem__(self, index: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        image_path, mask_path = self.pairs[index]
+        return image_to_tensor(self._resized(image_path, "image")), mask_to_tensor(self._resized(mask_path, "mask"))

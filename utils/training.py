@@ -1,0 +1,512 @@
+"""The authors' FSANet training recipe as importable functions (``train.py`` is the CLI).
+
+Recipe (FSANET_SPEC.md, "Training recipe"): every batch is used for one
+optimiser step at each size rate (0.75, 1, 1.25 → 544, 736, 928 for trainsize
+736; bilinear, align_corners=True); loss 0.7·L(P1) + 0.1·(L(P2) + L(P3) + L(P4))
+with L = BCE + weighted IoU; AdaXW; poly LR per epoch, lr·(1 − epoch/E)^0.9 with
+epochs counted from 1; gradients clamped to ±clip before each step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from lib.checkpoint import (
+    CheckpointError,
+    atomic_copy,
+    atomic_save,
+    authors_optimizer_to_fsanet,
+    detect_layout,
+    load_backbone_weights,
+    load_fsanet_weights,
+    make_checkpoint,
+    read_checkpoint,
+)
+from lib.FSANet import FSANet, build_fsanet
+from utils.adaxw import AdaXW
+from utils.dataset import TrainDataset
+from utils.distributed import DistInfo, all_reduce_sum, barrier, cleanup, gather_objects, init_distributed
+from utils.images import read_mask, read_rgb
+from utils.inference import postprocess, preprocess
+from utils.losses import DEEP_SUPERVISION_WEIGHTS, deep_supervision_loss
+from utils.pairing import scan_pairs, training_pairs
+
+log = logging.getLogger("fsanet.train")
+
+#: the authors' multi-scale rates.
+SIZE_RATES = (0.75, 1.0, 1.25)
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: options whose change makes a resumed run differ from an uninterrupted one.
+RECIPE_ARGS = ("epoch", "lr", "batchsize", "trainsize", "clip", "rates", "loss", "weight_decay", "power", "amp", "seed")
+
+
+def _plain_arg(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+# ----------------------------------------------------------------------------- recipe pieces
+
+
+def scaled_sizes(trainsize: int, rates: Sequence[float]) -> List[int]:
+    """``round(trainsize·rate/32)·32`` per rate (736 → 544, 736, 928)."""
+    return [int(round(trainsize * rate / 32) * 32) for rate in rates]
+
+
+def rescale(images: torch.Tensor, masks: torch.Tensor, size: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Both tensors bilinear to size×size with align_corners=True (unchanged at their own size)."""
+    if images.shape[-2:] == (size, size):
+        return images, masks
+    resize = dict(size=(size, size), mode="bilinear", align_corners=True)
+    return F.interpolate(images, **resize), F.interpolate(masks, **resize)
+
+
+class PolyDecay:
+    """LR factor for ``torch.optim.lr_scheduler.LambdaLR``: scheduler index i → epoch i + 1,
+    ``(1 − epoch/total)^power`` (0 from the last epoch on, as the authors' formula gives)."""
+
+    def __init__(self, total_epochs: int, power: float = 0.9) -> None:
+        self.total_epochs = int(total_epochs)
+        self.power = float(power)
+
+    def __call__(self, index: int) -> float:
+        return max(0.0, 1.0 - (index + 1) / self.total_epochs) ** self.power
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, total_epochs: int, power: float, done_epochs: int):
+    """A poly LambdaLR whose current LR is that of epoch ``done_epochs + 1``."""
+    for group in optimizer.param_groups:
+        group.setdefault("initial_lr", group["lr"])
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, PolyDecay(total_epochs, power), last_epoch=done_epochs - 1)
+
+
+def resolve_device(name: Optional[str]) -> torch.device:
+    """``cuda`` when available unless told otherwise; a clear error for a missing GPU."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: no CUDA GPU is visible to PyTorch; use --device cpu")
+    return device
+
+
+# ----------------------------------------------------------------------------- RNG state
+
+
+def rng_state() -> Dict[str, Any]:
+    """Every global RNG's state, in types that ``weights_only`` loading accepts."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
+        "python": [py_state[0], list(py_state[1]), py_state[2]],
+    }
+
+
+def set_rng_state(state: Dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------- model and weights
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The FSANet inside DataParallel / DistributedDataParallel."""
+    return getattr(model, "module", model)
+
+
+def init_backbones(model: FSANet, args: argparse.Namespace) -> List[str]:
+    """Load the ImageNet files given on the command line; returns the encoders left random."""
+    generator = torch.Generator().manual_seed(args.seed)
+    files = {"pvt_v2": args.pvt_weights, "res2net": args.res2net_weights, "resnet": args.resnet_weights}
+    flags = {"pvt_v2": "--pvt_weights", "res2net": "--res2net_weights", "resnet": "--resnet_weights"}
+    random_parts = []
+    for part, encoder in (("spatial", model.spatial_encoder), ("frequency", model.frequency_branch.encoder)):
+        family = next(f for f in files if encoder.timm_name.startswith(f))
+        if files[family]:
+            report = load_backbone_weights(model, files[family], part, generator)
+            log.info("%s encoder (%s) from %s (%s)", part, encoder.timm_name, files[family], report.layout)
+        else:
+            random_parts.append(f"{part} encoder ({encoder.timm_name}, {flags[family]})")
+    return random_parts
+
+
+@dataclass
+class StartState:
+    """What a run starts from: completed epochs and the states to restore."""
+
+    epoch: int = 0
+    optimizer: Optional[Dict[str, Any]] = None
+    extras: Dict[str, Any] = field(default_factory=dict)
+
+
+def prepare_model(args: argparse.Namespace) -> Tuple[FSANet, StartState]:
+    """Build the FSANet this run trains and read what it resumes from.
+
+    ``--resume``: a project checkpoint, restored exactly (model, optimiser, LR,
+    AMP scaler, RNG, epoch, best score). ``--pre_model`` (the authors' meaning):
+    weights, optimiser state when the file has one, and the epoch counter, from
+    any FSANet checkpoint including the authors' FSANet-100.pth. Otherwise the
+    backbones come from the ImageNet files given.
+    """
+    if args.resume:
+        path = Path(args.resume)
+        if path.is_dir():
+            path = path / "latest.pth"
+        obj = read_checkpoint(path)
+        layout, _, meta = detect_layout(obj, path)
+        if layout != "project":
+            raise CheckpointError(
+                f"{path}: --resume needs a checkpoint written by this train.py (found a {layout} file); "
+                "to start from other FSANet weights use --pre_model"
+            )
+        model = build_fsanet(meta["config"])
+        load_fsanet_weights(model, path)
+        extras = {k: obj.get(k) for k in ("scheduler", "scaler", "rng", "best", "history")}
+        saved = obj.get("args") or {}
+        changed = [f"--{k} {saved[k]} → {getattr(args, k)}" for k in RECIPE_ARGS
+                   if k in saved and saved[k] != _plain_arg(getattr(args, k))]
+        if changed:
+            log.warning("resuming with recipe options that differ from the checkpoint's: %s "
+                        "(the run will not equal an uninterrupted one)", "; ".join(changed))
+        log.info("resuming %s after epoch %d", path, obj["epoch"])
+        return model, StartState(int(obj["epoch"]), obj.get("optimizer"), extras)
+
+    model = build_fsanet(backbone=args.backbone, freq_backbone=args.freq_backbone, channels=args.channels,
+                         decoder_channels=args.decoder_channels, radius=args.radius, drop_path_rate=args.drop_path)
+    if args.pre_model:
+        obj = read_checkpoint(args.pre_model)
+        layout, state_dict, meta = detect_layout(obj, args.pre_model)
+        report = load_fsanet_weights(model, args.pre_model)
+        optimizer_state = None
+        if layout == "project":
+            optimizer_state = obj.get("optimizer")
+        elif layout == "authors":
+            optimizer_state = authors_optimizer_to_fsanet(obj.get("optimizer") or {}, obj["model"], model)
+        epoch = int(meta.get("epoch") or 0)
+        log.info("--pre_model %s (%s): weights%s, continuing after epoch %d",
+                 args.pre_model, report.layout, " and optimiser state" if optimizer_state else "", epoch)
+        return model, StartState(epoch, optimizer_state)
+
+    random_parts = init_backbones(model, args)
+    if random_parts:
+        log.warning(
+            "\n%s\nTHE BACKBONES ARE RANDOM: no ImageNet weights for the %s.\n"
+            "The authors start from ImageNet PVT-v2-b2 and ResNet-50; without them the paper's numbers "
+            "are out of reach.\nGive the local files with --pvt_weights / --resnet_weights / --res2net_weights.\n%s",
+            "!" * 78, " and ".join(random_parts), "!" * 78,
+        )
+    return model, StartState()
+
+
+# ----------------------------------------------------------------------------- one epoch
+
+
+@dataclass
+class StepConfig:
+    """Per-step settings of :func:`train_one_epoch`."""
+
+    device: torch.device
+    sizes: List[int]
+    record_index: int
+    clip: float = 0.5
+    bce: str = "mean"
+    weights: Tuple[float, ...] = DEEP_SUPERVISION_WEIGHTS
+    amp_dtype: Optional[torch.dtype] = None
+    channels_last: bool = False
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    cfg: StepConfig,
+    desc: str = "train",
+    progress: bool = True,
+    info: Optional[DistInfo] = None,
+) -> Dict[str, float]:
+    """One pass over ``loader``, one optimiser step per size in ``cfg.sizes``.
+
+    Returns the epoch's mean losses (``loss``, ``P1``..``P4``) over the steps at
+    the recorded rate (rate 1, as the authors log), images/s and seconds.
+    """
+    info = info or DistInfo()
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    sums = torch.zeros(6, dtype=torch.float64)  # total, P1..P4, samples
+    seen, start = 0, time.perf_counter()
+    bar = tqdm(loader, desc=desc, unit="batch", disable=not progress, dynamic_ncols=True, leave=False)
+    for images, masks in bar:
+        images = images.to(cfg.device, non_blocking=True)
+        masks = masks.to(cfg.device, non_blocking=True)
+        for index, size in enumerate(cfg.sizes):
+            optimizer.zero_grad(set_to_none=True)
+            x, y = rescale(images, masks, size)
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(cfg.device.type, dtype=cfg.amp_dtype or torch.float32, enabled=cfg.amp_dtype is not None):
+                outputs = model(x)
+            total, losses = deep_supervision_loss(outputs[:4], y, cfg.weights, cfg.bce)
+            if not torch.isfinite(total):
+                raise FloatingPointError(f"{desc}: the loss became {total.item()} at size {size}; "
+                                         "lower --lr, or use --amp bf16 instead of fp16")
+            scaler.scale(total).backward()
+            if cfg.clip > 0:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_value_(params, cfg.clip)
+            scaler.step(optimizer)
+            scaler.update()
+            if index == cfg.record_index:
+                batch = images.shape[0]
+                values = torch.stack([total.detach(), *(loss.detach() for loss in losses)]).double().cpu()
+                sums[:5] += values * batch
+                sums[5] += batch
+        seen += images.shape[0]
+        elapsed = time.perf_counter() - start
+        bar.set_postfix(loss=f"{(sums[0] / max(sums[5].item(), 1)).item():.4f}", img_s=f"{seen / elapsed:.1f}")
+    elapsed = time.perf_counter() - start
+    all_reduce_sum(sums, info)
+    count = max(sums[5].item(), 1.0)
+    stats = {"loss": sums[0].item() / count}
+    stats.update({f"P{i + 1}": sums[i + 1].item() / count for i in range(4)})
+    stats["images_per_s"] = seen * info.world_size / elapsed if elapsed > 0 else float("nan")
+    stats["seconds"] = elapsed
+    return stats
+
+
+@torch.inference_mode()
+def validate(
+    model: nn.Module,
+    pairs: Sequence[Tuple[Path, Path]],
+    device: torch.device,
+    size: int,
+    amp_dtype: Optional[torch.dtype] = None,
+    progress: bool = True,
+) -> Dict[str, float]:
+    """MAE and maxFβ of P1 on ``pairs``, post-processed as the authors test."""
+    from py_sod_metrics import MAE, FmeasureHandler, FmeasureV2
+
+    model = unwrap(model)
+    was_training = model.training
+    model.eval()
+    mae = MAE()
+    fmeasure = FmeasureV2(metric_handlers={"fm": FmeasureHandler(with_dynamic=True, with_adaptive=False, beta=0.3)})
+    for image_path, mask_path in tqdm(pairs, desc="validate", unit="img", disable=not progress, leave=False):
+        mask = np.asarray(read_mask(mask_path))
+        x = preprocess(read_rgb(image_path), size).to(device)
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            logits = model(x)[0]
+        prediction = postprocess(logits, mask.shape)
+        mae.step(prediction, mask)
+        fmeasure.step(prediction, mask)
+    model.train(was_training)
+    return {"MAE": float(mae.get_results()["mae"]), "maxFm": float(fmeasure.get_results()["fm"]["dynamic"].max())}
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+@dataclass
+class TrainResult:
+    """What :func:`run_training` leaves behind."""
+
+    model: FSANet
+    history: List[Dict[str, float]]
+    checkpoint_dir: Path
+    log_dir: Path
+    last_checkpoint: Optional[Path]
+
+
+def _add_log_file(path: Path) -> logging.Handler:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger().addHandler(handler)
+    if logging.getLogger().level > logging.INFO:
+        logging.getLogger().setLevel(logging.INFO)
+    return handler
+
+
+def _wrap_model(model: nn.Module, device: torch.device, gpus: Optional[List[int]], info: DistInfo) -> nn.Module:
+    if info.enabled:
+        ids = [device.index] if device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=ids)
+    if device.type == "cuda":
+        gpus = gpus if gpus is not None else list(range(torch.cuda.device_count()))
+        if len(gpus) > 1:
+            log.info("nn.DataParallel over GPUs %s (the batch is split between them)", gpus)
+            return nn.DataParallel(model, device_ids=gpus)
+    return model
+
+
+def _epoch_line(epoch: int, total: int, lr: float, stats: Dict[str, float], val: Optional[Dict[str, float]]) -> str:
+    line = (f"epoch {epoch}/{total} | loss {stats['loss']:.4f} (P1 {stats['P1']:.4f} P2 {stats['P2']:.4f} "
+            f"P3 {stats['P3']:.4f} P4 {stats['P4']:.4f}) | lr {lr:.3e} | {stats['images_per_s']:.2f} img/s | "
+            f"{stats['seconds']:.0f} s")
+    if val:
+        line += f" | val MAE {val['MAE']:.4f} maxFβ {val['maxFm']:.4f}"
+    return line
+
+
+def run_training(args: argparse.Namespace) -> TrainResult:
+    """Train FSANet as ``args`` (``train.py``'s options) say; see the module docstring."""
+    device = resolve_device(args.device)
+    info = init_distributed(device.type)
+    if info.enabled and device.type == "cuda":
+        device = torch.device("cuda", info.local_rank)
+    elif device.type == "cuda" and device.index is None and args.gpus:
+        device = torch.device("cuda", args.gpus[0])  # DataParallel keeps the model on its first GPU
+    root = Path(args.out_root)
+    checkpoint_dir, log_dir = root / "checkpoints" / args.train_save, root / "logs" / args.train_save
+    handler = _add_log_file(log_dir / "train.log") if info.is_main else None
+    if not info.is_main:
+        logging.getLogger().setLevel(logging.ERROR)  # one voice: rank 0 logs for all processes
+    try:
+        return _run(args, device, info, checkpoint_dir, log_dir)
+    finally:
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+        cleanup(info)
+
+
+def _run(args: argparse.Namespace, device: torch.device, info: DistInfo, checkpoint_dir: Path, log_dir: Path) -> TrainResult:
+    if args.batchsize % info.world_size:
+        raise ValueError(f"--batchsize {args.batchsize} (the global batch) must divide by the {info.world_size} processes")
+    per_process = args.batchsize // info.world_size
+    if per_process < 2:
+        raise ValueError("each process needs at least 2 images per batch: SFF's global branch applies BatchNorm "
+                         "to a 1×1 map, which fails on one image in training (as in the authors' model)")
+    pairs = training_pairs(args.train_path, skip_unpaired=args.skip_unpaired)
+    val_pairs = scan_pairs(args.val_path).pairs if args.val_path else []
+    seed_everything(args.seed + info.rank)
+    model, start = prepare_model(args)
+    # The radius gets no gradient in the authors' model (hard threshold); freezing it changes
+    # nothing and lets DistributedDataParallel run without find_unused_parameters.
+    model.frequency_branch.high_pass.radius.requires_grad_(False)
+    if args.grad_checkpoint:
+        model.set_grad_checkpointing(True)
+    model.to(device)
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)
+
+    optimizer = AdaXW(model.parameters(), lr=args.lr, betas=(0.9, 1e-4), eps=1e-12, weight_decay=args.weight_decay)
+    if start.optimizer:
+        optimizer.load_state_dict(start.optimizer)
+    scheduler = make_scheduler(optimizer, args.epoch, args.power, start.epoch)
+    if start.extras.get("scheduler"):
+        scheduler.load_state_dict(start.extras["scheduler"])
+    amp_dtype = AMP_DTYPES[args.amp]
+    scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
+    if start.extras.get("scaler"):
+        scaler.load_state_dict(start.extras["scaler"])
+    wrapped = _wrap_model(model, device, args.gpus, info)
+
+    dataset = TrainDataset(pairs, args.trainsize, args.cache_dir)
+    sampler = DistributedSampler(dataset, info.world_size, info.rank, shuffle=True, seed=args.seed) if info.enabled else None
+    per_rank_samples = len(sampler) if sampler is not None else len(dataset)
+    drop_last = per_rank_samples % per_process == 1
+    if drop_last:
+        log.warning("%d images with batch %d would leave a last batch of 1 image, which BatchNorm cannot train on: "
+                    "that image is skipped each epoch", per_rank_samples, per_process)
+    generator = torch.Generator().manual_seed(args.seed)
+    loader = DataLoader(dataset, batch_size=per_process, shuffle=sampler is None, sampler=sampler,
+                        num_workers=args.workers, pin_memory=device.type == "cuda", drop_last=drop_last,
+                        generator=generator)
+    if len(loader) == 0:
+        raise ValueError(f"{args.train_path}: {len(dataset)} pairs give no full batch of {per_process}; "
+                         "add images or lower --batchsize")
+
+    rates = list(args.rates)
+    sizes = scaled_sizes(args.trainsize, rates)
+    record_index = rates.index(1.0) if 1.0 in rates else len(rates) - 1
+    cfg = StepConfig(device, sizes, record_index, args.clip, "weighted" if args.loss == "weighted" else "mean",
+                     amp_dtype=amp_dtype, channels_last=args.channels_last)
+    history: List[Dict[str, float]] = list(start.extras.get("history") or [])
+    best = dict(start.extras.get("best") or {"maxFm": -math.inf, "epoch": 0})
+    if start.extras.get("rng"):
+        states = start.extras["rng"]
+        set_rng_state(states["ranks"][info.rank] if info.rank < len(states["ranks"]) else states["ranks"][0])
+        generator.set_state(states["loader"])
+
+    writer = None
+    if info.is_main:
+        from tensorboardX import SummaryWriter
+
+        writer = SummaryWriter(str(log_dir))
+        log.info("training %d pairs from %s on %s%s | sizes %s | batch %d | epochs %d → %d | checkpoints in %s",
+                 len(dataset), args.train_path, device, f" × {info.world_size} processes" if info.enabled else "",
+                 sizes, args.batchsize, start.epoch + 1, args.epoch, checkpoint_dir)
+    last_checkpoint = None
+    for epoch in range(start.epoch + 1, args.epoch + 1):
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        lr = optimizer.param_groups[0]["lr"]
+        stats = train_one_epoch(wrapped, loader, optimizer, scaler, cfg, f"epoch {epoch}/{args.epoch}",
+                                progress=info.is_main and not args.no_progress, info=info)
+        scheduler.step()
+        val = None
+        if val_pairs and info.is_main and (epoch % args.val_every == 0 or epoch == args.epoch):
+            val = validate(model, val_pairs, device, args.val_size or args.trainsize, amp_dtype,
+                           progress=not args.no_progress)
+        states = gather_objects(rng_state(), info)
+        record = {"epoch": epoch, "lr": lr, **stats, **(val or {})}
+        history.append(record)
+        if info.is_main:
+            log.info(_epoch_line(epoch, args.epoch, lr, stats, val))
+            for key in ("loss", "P1", "P2", "P3", "P4"):
+                writer.add_scalar(f"train/loss_{key}" if key != "loss" else "train/loss", stats[key], epoch)
+            writer.add_scalar("train/lr", lr, epoch)
+            writer.add_scalar("train/images_per_s", stats["images_per_s"], epoch)
+            for key, value in (val or {}).items():
+                writer.add_scalar(f"val/{key}", value, epoch)
+            writer.flush()
+            improved = val is not None and val["maxFm"] > best["maxFm"]
+            if improved:
+                best = {"maxFm": val["maxFm"], "MAE": val["MAE"], "epoch": epoch}
+            checkpoint = make_checkpoint(
+                model, epoch, optimizer, vars(args), scheduler=scheduler.state_dict(), scaler=scaler.state_dict(),
+                rng={"ranks": states, "loader": generator.get_state()}, best=best, history=history,
+            )
+            last_checkpoint = checkpoint_dir / "latest.pth"
+            atomic_save(checkpoint, last_checkpoint)
+            if epoch % args.save_every == 0 or epoch == args.epoch:
+                last_checkpoint = atomic_copy(checkpoint_dir / "latest.pth", checkpoint_dir / f"FSANet-{epoch}.pth")
+                log.info("saved %s", last_checkpoint)
+            if improved:
+                atomic_copy(checkpoint_dir / "latest.pth", checkpoint_dir / "best.pth")
+                log.info("new best maxFβ %.4f at epoch %d → %s", val["maxFm"], epoch, checkpoint_dir / "best.pth")
+        barrier(info)
+    if writer is not None:
+        writer.close()
+    return TrainResult(model, history, checkpoint_dir, log_dir, last_checkpoint)
