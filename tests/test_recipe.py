@@ -150,3 +150,14 @@ def test_authors_optimizer_state_is_reindexed_by_name(authors_recipe):
     optimizer.load_state_dict(mapped)  # shapes and indices fit this model
     assert AUTHORS_UNUSED[0] == "conv_up2."
     assert authors_optimizer_to_fsanet({}, authors_recipe, model) is None
+
+
+def test_postprocess_is_the_authors_formula():
+    from utils.inference import postprocess
+
+    logits = torch.tensor([[[[-4.0, 0.0], [1.0, 6.0]]]])
+    out = postprocess(logits, (3, 5))
+    prob = torch.sigmoid(F.interpolate(logits, size=(3, 5), mode="bilinear", align_corners=False))
+    expected = ((prob - prob.min()) / (prob.max() - prob.min() + 1e-8) * 255).round().byte()[0, 0].numpy()
+    assert out.dtype.name == "uint8" and out.shape == (3, 5)
+    assert (out == expected).all() and out.min() == 0 and out.max() == 255

@@ -203,3 +203,12 @@ def test_bad_data_stops_before_training_with_its_message(tmp_path, synthetic_tra
         assert train_main(argv) == 2
     assert expected in caplog.text
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_validation_reports_and_keeps_the_best(tmp_path, synthetic_train):
+    result = run_training(train_args(tmp_path, synthetic_train, "--epoch", "1", "--val_path", str(synthetic_train)))
+    record = result.history[-1]
+    assert 0.0 <= record["MAE"] <= 1.0 and 0.0 <= record["maxFm"] <= 1.0
+    best = read_checkpoint(tmp_path / "checkpoints" / "FSANet" / "best.pth")
+    assert best["best"]["epoch"] == 1 and best["best"]["maxFm"] == record["maxFm"]
+    assert "val MAE" in (tmp_path / "logs" / "FSANet" / "train.log").read_text()
