@@ -1,0 +1,99 @@
+"""The whole pipeline on generated DIS-like data, on a CPU, in a few minutes:
+
+    generate data → train a small FSANet → test.py → eval.py → figures
+
+    python demo.py                  # ~4 min on 2 CPU cores; everything under results/demo/
+    python demo.py --quick          # ~1 min: fewer images, one short epoch (what CI runs)
+
+The model is the FSANet architecture with PVT-v2-b0 widths and random ImageNet-free
+backbones, so the numbers only show that every stage works, not the paper's accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+import eval as evaluation_cli
+import test as test_cli
+import train as train_cli
+from utils.evaluation import format_table
+from utils.figures import draw_architecture, qualitative_grid
+from utils.predict import DIS_SETS
+from utils.synthetic import write_dataset
+from utils.training import run_training
+
+log = logging.getLogger("fsanet.demo")
+
+SMALL_MODEL = ["--backbone", "pvt_v2_b0", "--channels", "32", "64", "160", "256", "--decoder_channels", "32"]
+
+
+def run_demo(out: Path, quick: bool = False, figures: Optional[Path] = None) -> dict:
+    """Run every stage under ``out``; returns the evaluation results."""
+    n_train, n_test, size, trainsize, epochs = (8, 2, 128, 64, 1) if quick else (24, 4, 192, 128, 3)
+    data = out / "data"
+    log.info("1/5 generating %d training pairs and %d per test set (%d px)", n_train, n_test, size)
+    write_dataset(data / "TrainDataset", n_train, size, "authors", seed=0)
+    for index, name in enumerate(DIS_SETS):  # both layouts: DIS-VD like the authors', the rest like DIS5K
+        write_dataset(data / "TestDataset" / name, n_test, (size, size * 3 // 4), "authors" if index == 0 else "dis5k",
+                      seed=100 + index)
+
+    log.info("2/5 training %d epoch(s) at %d px", epochs, trainsize)
+    train_args = train_cli.build_parser().parse_args([
+        "--train_path", str(data / "TrainDataset"), "--train_save", "demo", "--out_root", str(out),
+        "--device", "cpu", "--epoch", str(epochs), "--batchsize", "4", "--trainsize", str(trainsize),
+        "--radius", "24", "--workers", "0", "--save_every", "1", "--no_progress",
+        "--val_path", str(data / "TestDataset" / "DIS-VD"), *SMALL_MODEL,
+        *(["--rates", "1"] if quick else []),
+    ])
+    trained = run_training(train_args)
+
+    log.info("3/5 test.py on %s", ", ".join(DIS_SETS))
+    results_dir = out / "results"
+    methods = {"FSANet": results_dir / "FSANet"}
+    if not quick and epochs > 1:  # a second "method": the first epoch's weights, to show side-by-side evaluation
+        methods["FSANet-epoch1"] = results_dir / "FSANet-epoch1"
+    for name, save in methods.items():
+        checkpoint = trained.checkpoint_dir / ("latest.pth" if name == "FSANet" else "FSANet-1.pth")
+        test_cli.run_test(test_cli.build_parser().parse_args([
+            "--pth_path", str(checkpoint), "--test_path", str(data / "TestDataset"), "--save_path", str(save),
+            "--testsize", str(trainsize), "--device", "cpu", "--workers", "0", "--batch_size", "2", "--no_progress",
+        ]))
+
+    log.info("4/5 eval.py")
+    eval_dir = results_dir / "eval"
+    results, paths = evaluation_cli.run_eval(evaluation_cli.build_parser().parse_args([
+        "--gt_root", str(data / "TestDataset"), "--save_dir", str(eval_dir), "--no_progress",
+        "--methods", *(f"{name}={path}" for name, path in methods.items()),
+    ]))
+
+    figures = figures or out / "figures"
+    log.info("5/5 figures in %s", figures)
+    draw_architecture(figures / "architecture.png")
+    qualitative_grid(data / "TestDataset" / "DIS-TE1", {name: path / "DIS-TE1" for name, path in methods.items()},
+                     figures / "demo_grid.png", count=3)
+    for kind in ("pr", "fm"):
+        shutil.copyfile(eval_dir / f"{kind}_DIS-TE1.png", figures / f"demo_{kind}_DIS-TE1.png")
+    sys.stdout.write(format_table(results) + "\n")
+    log.info("done: checkpoints in %s, maps in %s, tables in %s, figures in %s",
+             trained.checkpoint_dir, results_dir, eval_dir, figures)
+    return results
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="results/demo", help="where everything goes")
+    parser.add_argument("--quick", action="store_true", help="the smallest run (CI)")
+    parser.add_argument("--figures", default=None, help="figure folder (default <out>/figures)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    run_demo(Path(args.out), args.quick, Path(args.figures) if args.figures else None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""The DIS metric table (maxFβ, mean Fβ, weighted Fβ, MAE, Sα, mean/max Eφ, HCEγ)
+with pysodmetrics, plus PR and Fβ curves.
+
+    python eval.py --pred_root results/FSANet --gt_root data/TestDataset --save_dir results/eval
+    python eval.py --gt_root DIS5K --methods FSANet=results/FSANet IS-Net=maps/isnet --save_dir results/cmp
+
+Masks are read from <gt_root>/<set>/GT (or gt), predictions from <pred_root>/<set>/,
+matched by file stem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Dict, Optional, Sequence
+
+from utils.evaluation import EvaluationError, evaluate, format_table, plot_curves, write_reports
+from utils.pairing import DatasetError
+
+log = logging.getLogger("fsanet.eval")
+
+
+def _method(text: str) -> tuple:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"--methods takes NAME=PATH, got {text!r}")
+    return name, path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--pred_root", default=None, help="predictions of one method: <pred_root>/<set>/<stem>.png")
+    p.add_argument("--method_name", default="FSANet", help="its name in the table (default FSANet)")
+    p.add_argument("--methods", type=_method, nargs="+", default=[], metavar="NAME=PATH",
+                   help="several methods side by side (added to --pred_root)")
+    p.add_argument("--gt_root", default="./data/TestDataset", help="folder holding <set>/GT (or <set>/gt)")
+    p.add_argument("--sets", nargs="+", default=None, help="sets to score (default: every set found)")
+    p.add_argument("--save_dir", default="./results/eval", help="results.{md,csv,json} and curves go here")
+    p.add_argument("--workers", type=int, default=1, help="processes to spread images over")
+    p.add_argument("--allow_missing", action="store_true", help="score the masks that have a prediction")
+    p.add_argument("--no_hce", action="store_true", help="skip HCE (the slowest metric)")
+    p.add_argument("--no_curves", action="store_true", help="do not draw the PR / Fβ curves")
+    p.add_argument("--no_progress", action="store_true")
+    return p
+
+
+def run_eval(args: argparse.Namespace):
+    methods: Dict[str, str] = {}
+    if args.pred_root:
+        methods[args.method_name] = args.pred_root
+    for name, path in args.methods:
+        if name in methods:
+            raise EvaluationError(f"method name {name!r} given twice")
+        methods[name] = path
+    if not methods:
+        raise EvaluationError("nothing to evaluate: give --pred_root or --methods NAME=PATH")
+    results, curves = evaluate(methods, args.gt_root, args.sets, args.workers, args.allow_missing,
+                               hce=not args.no_hce, progress=not args.no_progress)
+    paths = write_reports(results, args.save_dir)
+    if not args.no_curves:
+        paths["curves"] = plot_curves(curves, args.save_dir)
+    return results, paths
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        results, paths = run_eval(args)
+    except (EvaluationError, DatasetError) as error:
+        log.error("%s", error)
+        return 2
+    sys.stdout.write(format_table(results) + "\n")
+    log.info("wrote %s, %s, %s%s", paths["md"], paths["csv"], paths["json"],
+             f" and {len(paths.get('curves', []))} curve plots" if paths.get("curves") else "")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

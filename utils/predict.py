@@ -1,0 +1,196 @@
+"""Prediction maps for DIS test sets or any images (``test.py`` is the CLI).
+
+Each image is processed as the authors test (``utils.inference``): resized to
+testsize × testsize, P1 brought back to the mask's size (or, without a mask,
+the image's own size), sigmoid, min-max, 8-bit PNG named after the image. Maps
+are written as soon as their batch is done, each through a temporary file, so
+a crash never loses or truncates the maps already written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple, Union
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from utils.images import IMAGE_EXTENSIONS, MASK_EXTENSIONS, image_size, read_rgb
+from utils.inference import postprocess, preprocess
+from utils.pairing import LAYOUTS, DatasetError, find_layout
+
+PathLike = Union[str, os.PathLike]
+log = logging.getLogger(__name__)
+
+#: the DIS5K sets the authors test on, in their order.
+DIS_SETS = ("DIS-VD", "DIS-TE1", "DIS-TE2", "DIS-TE3", "DIS-TE4")
+
+
+@dataclass
+class Job:
+    """One image to predict: where to write its map and at which (H, W)."""
+
+    image: Path
+    output: Path
+    size_hw: Optional[Tuple[int, int]] = None  # None: the image's own size
+
+
+@dataclass
+class PredictReport:
+    written: List[Path] = field(default_factory=list)
+    failed: List[str] = field(default_factory=list)  # "path (reason)"
+    skipped: List[str] = field(default_factory=list)  # files that are not images
+
+
+def list_images(path: PathLike, report: Optional[PredictReport] = None) -> List[Path]:
+    """An image file, or the image files of a folder (sorted; others go to ``report.skipped``)."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise DatasetError(f"{path}: no such file or folder")
+    images = []
+    for entry in sorted(path.iterdir()):
+        if entry.is_dir() or entry.name.startswith("."):
+            continue
+        if entry.suffix.lower() in IMAGE_EXTENSIONS:
+            images.append(entry)
+        elif report is not None:
+            report.skipped.append(str(entry))
+    return images
+
+
+def find_test_sets(test_path: PathLike, sets: Optional[Sequence[str]] = None) -> List[Tuple[str, Path, Optional[Path]]]:
+    """``(set name, image folder, mask folder or None)`` for each DIS set under ``test_path``.
+
+    Without ``sets``: the DIS5K sets present, then any other sub-folder in either layout.
+    """
+    test_path = Path(test_path)
+    if not test_path.is_dir():
+        raise DatasetError(f"{test_path}: no such folder; expected <test_path>/<set>/Imgs (or im) with sets like "
+                           f"{', '.join(DIS_SETS)}")
+    if sets:
+        names = list(sets)
+        absent = [n for n in names if not (test_path / n).is_dir()]
+        if absent:
+            found = sorted(p.name for p in test_path.iterdir() if p.is_dir())
+            raise DatasetError(f"{test_path}: no set folder {absent}; found {found}")
+    else:
+        present = sorted(p.name for p in test_path.iterdir() if p.is_dir())
+        names = [n for n in DIS_SETS if n in present] + [n for n in present if n not in DIS_SETS]
+    found = []
+    for name in names:
+        try:
+            _, images, masks = find_layout(test_path / name, need_masks=False)
+        except DatasetError:
+            if sets:
+                raise
+            continue  # an unrelated folder
+        found.append((name, images, masks))
+    if not found:
+        raise DatasetError(f"{test_path}: no test set found; expected <set>/Imgs + <set>/GT or <set>/im + <set>/gt")
+    return found
+
+
+def _mask_for(image: Path, mask_dir: Optional[Path]) -> Optional[Path]:
+    if mask_dir is None:
+        return None
+    for ext in MASK_EXTENSIONS:
+        candidate = mask_dir / (image.stem + ext)
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def set_jobs(image_dir: Path, mask_dir: Optional[Path], out_dir: Path, report: PredictReport) -> List[Job]:
+    """One job per image of a test set; maps at their mask's size when there is one."""
+    jobs = []
+    for image in list_images(image_dir, report):
+        mask = _mask_for(image, mask_dir)
+        size = None
+        if mask is not None:
+            try:
+                width, height = image_size(mask)
+                size = (height, width)
+            except Exception as error:  # noqa: BLE001
+                log.warning("%s: cannot read its mask %s (%s); the map gets the image's size", image, mask, error)
+        jobs.append(Job(image, out_dir / f"{image.stem}.png", size))
+    return jobs
+
+
+class _JobDataset(Dataset):
+    """Decodes and resizes in DataLoader workers; a failed read yields ``ok = False``."""
+
+    def __init__(self, jobs: Sequence[Job], testsize: int) -> None:
+        self.jobs, self.testsize = list(jobs), testsize
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def __getitem__(self, index: int):
+        job = self.jobs[index]
+        try:
+            image = read_rgb(job.image)
+        except Exception as error:  # noqa: BLE001  (Pillow raises many types)
+            return torch.zeros(3, self.testsize, self.testsize), index, 0, 0, f"{type(error).__name__}: {error}"
+        height, width = job.size_hw or (image.height, image.width)
+        return preprocess(image, self.testsize)[0], index, height, width, ""
+
+
+def write_png(array: np.ndarray, path: Path) -> None:
+    """An 8-bit PNG written through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, encoded = cv2.imencode(".png", array)
+    if not ok:
+        raise OSError(f"{path}: PNG encoding failed")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(encoded.tobytes())
+    os.replace(tmp, path)
+
+
+@torch.inference_mode()
+def predict_jobs(
+    model: nn.Module,
+    jobs: Sequence[Job],
+    testsize: int = 992,
+    batch_size: int = 1,
+    device: Optional[torch.device] = None,
+    amp_dtype: Optional[torch.dtype] = None,
+    workers: int = 0,
+    progress: bool = True,
+    desc: str = "predict",
+    report: Optional[PredictReport] = None,
+) -> PredictReport:
+    """Predict every job and write its map; unreadable images are reported and skipped."""
+    report = report or PredictReport()
+    device = device or torch.device("cpu")
+    model.eval()
+    loader = DataLoader(_JobDataset(jobs, testsize), batch_size=batch_size, num_workers=workers,
+                        pin_memory=device.type == "cuda")
+    for images, indices, heights, widths, errors in tqdm(loader, desc=desc, unit="batch", disable=not progress):
+        keep = [i for i, error in enumerate(errors) if not error]
+        for i, error in enumerate(errors):
+            if error:
+                report.failed.append(f"{jobs[int(indices[i])].image} ({error})")
+                log.warning("skipped %s: %s", jobs[int(indices[i])].image, error)
+        if not keep:
+            continue
+        batch = images[keep].to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            logits = model(batch)[0]
+        for row, i in enumerate(keep):
+            job = jobs[int(indices[i])]
+            write_png(postprocess(logits[row], (int(heights[i]), int(widths[i]))), job.output)
+            report.written.append(job.output)
+    return report
+
+
+__all__ = ["DIS_SETS", "Job", "LAYOUTS", "PredictReport", "find_test_sets", "list_images", "predict_jobs",
+           "set_jobs", "write_png"]
