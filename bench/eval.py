@@ -1,0 +1,76 @@
+"""Images/s of eval.py's metric computation with 1 and N workers, with and without HCE.
+
+    python bench/eval.py --count 16 --width 2048 --height 1536 --workers 2
+
+Generates DIS-sized masks and noisy predictions once in --data, then times
+utils.evaluation.evaluate (what eval.py runs) on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from utils.evaluation import evaluate  # noqa: E402
+from utils.synthetic import make_sample  # noqa: E402
+
+
+def make_data(root: Path, count: int, width: int, height: int) -> None:
+    gt_dir, pred_dir = root / "gt" / "DIS-TE1" / "GT", root / "pred" / "DIS-TE1"
+    if gt_dir.exists() and len(list(gt_dir.glob("*.png"))) == count:
+        return
+    gt_dir.mkdir(parents=True, exist_ok=True)
+    pred_dir.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        rng = np.random.default_rng([1, i])
+        _, mask = make_sample(rng, width, height)
+        blurred = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 3)
+        pred = np.clip(blurred + rng.normal(0, 20, mask.shape), 0, 255).astype(np.uint8)
+        cv2.imwrite(str(gt_dir / f"m{i:04d}.png"), mask)
+        cv2.imwrite(str(pred_dir / f"m{i:04d}.png"), pred)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="bench/data/eval")
+    p.add_argument("--count", type=int, default=16)
+    p.add_argument("--width", type=int, default=2048)
+    p.add_argument("--height", type=int, default=1536)
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    p.add_argument("--json", default="bench/results/eval.json")
+    args = p.parse_args()
+    root = Path(args.data)
+    make_data(root, args.count, args.width, args.height)
+    results = {}
+    for hce in (True, False):
+        for workers in sorted({1, args.workers}):
+            start = time.perf_counter()
+            evaluate({"m": root / "pred"}, root / "gt", workers=workers, hce=hce, progress=False)
+            results[f"{'with' if hce else 'without'}_hce_workers{workers}"] = args.count / (time.perf_counter() - start)
+    print(f"eval: {args.count} masks of {args.width}×{args.height}, {os.cpu_count()} CPUs")
+    for key, value in results.items():
+        print(f"  {key:28s} {value:7.2f} images/s")
+    for hce in ("with", "without"):
+        one, many = results[f"{hce}_hce_workers1"], results.get(f"{hce}_hce_workers{args.workers}")
+        if many and args.workers > 1:
+            results[f"{hce}_hce_speedup"] = many / one
+            print(f"  {hce} HCE: {args.workers} workers = {many / one:.2f}× one worker")
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"config": vars(args), "env": {"machine": platform.machine(), "cpus": os.cpu_count()},
+                               "results": results}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""The benchmark scripts run and write their JSON (tiny sizes; no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def _run(script, tmp_path, *args):
+    out = tmp_path / f"{script}.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / f"{script}.py"), *args, "--json", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.read_text()), proc.stdout
+
+
+def test_model_bench(tmp_path):
+    data, stdout = _run("model", tmp_path, "--size", "64", "--runs", "1", "--warmup", "0", "--device", "cpu",
+                        "--impl", "ours", "authors")
+    for impl in ("ours", "authors"):
+        assert data["results"][impl]["infer_median_s"] > 0 and data["results"][impl]["train_median_s"] > 0
+    assert "faster than the authors' way" in stdout
+
+
+def test_loader_bench(tmp_path):
+    data, _ = _run("loader", tmp_path, "--data", str(tmp_path / "d"), "--count", "2", "--min_side", "200",
+                   "--max_side", "300", "--trainsize", "64", "--workers", "0")
+    assert set(data["results"]) == {"uncached", "cache_fill", "cached", "cached_over_uncached"}
+    assert len(list((tmp_path / "d_cache").glob("*.npy"))) == 4
+
+
+def test_eval_bench(tmp_path):
+    data, _ = _run("eval", tmp_path, "--data", str(tmp_path / "e"), "--count", "3", "--width", "64",
+                   "--height", "48", "--workers", "2")
+    assert {"with_hce_workers1", "with_hce_workers2", "without_hce_speedup"} <= set(data["results"])
+
+
+def test_authors_style_model_computes_the_same_maps():
+    """The speed comparison is only fair if the authors' way computes the same thing."""
+    import torch
+
+    from bench.authors_style import make_authors_style
+    from lib.FSANet import FSANet
+
+    torch.manual_seed(0)
+    ours = FSANet(backbone="pvt_v2_b0", channels=(32, 64, 160, 256), decoder_channels=32, radius=8.0).eval()
+    authors = FSANet(backbone="pvt_v2_b0", channels=(32, 64, 160, 256), decoder_channels=32, radius=8.0).eval()
+    authors.load_state_dict(ours.state_dict())
+    make_authors_style(authors)
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        for a, b in zip(ours(x), authors(x)):
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-4 * b.abs().max().item())
