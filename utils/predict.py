@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from utils.images import IMAGE_EXTENSIONS, MASK_EXTENSIONS, image_size, read_rgb
 from utils.inference import postprocess, preprocess
-from utils.pairing import LAYOUTS, DatasetError, find_layout
+from utils.pairing import DatasetError, find_layout
 
 PathLike = Union[str, os.PathLike]
 log = logging.getLogger(__name__)
@@ -192,5 +192,5 @@ def predict_jobs(
     return report
 
 
-__all__ = ["DIS_SETS", "Job", "LAYOUTS", "PredictReport", "find_test_sets", "list_images", "predict_jobs",
+__all__ = ["DIS_SETS", "Job", "PredictReport", "find_test_sets", "list_images", "predict_jobs",
            "set_jobs", "write_png"]

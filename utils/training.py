@@ -408,7 +408,14 @@ def _run(args: argparse.Namespace, device: torch.device, info: DistInfo, checkpo
         raise ValueError("each process needs at least 2 images per batch: SFF's global branch applies BatchNorm "
                          "to a 1×1 map, which fails on one image in training (as in the authors' model)")
     pairs = training_pairs(args.train_path, skip_unpaired=args.skip_unpaired)
-    val_pairs = scan_pairs(args.val_path).pairs if args.val_path else []
+    val_pairs = []
+    if args.val_path:
+        val_scan = scan_pairs(args.val_path)
+        if val_scan.has_problems or val_scan.size_mismatch:
+            mismatched = ", ".join(val_scan.size_mismatch)
+            log.warning("validation set: %s%s", val_scan.problems(),
+                        f"\n  size mismatches left out: {mismatched}" if mismatched else "")
+        val_pairs = val_scan.pairs
     seed_everything(args.seed + info.rank)
     model, start = prepare_model(args)
     # The radius gets no gradient in the authors' model (hard threshold); freezing it changes
