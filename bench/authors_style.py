@@ -7,7 +7,9 @@ differs in the two places where the authors' code does avoidable work:
   B×C×H×W tensors of ones and zeros on every call, and rolls the B×C×H×W complex
   spectrum (FSANET_SPEC.md, "Network", MF);
 - their PVT-v2 computes attention explicitly (``softmax(q·kᵀ·scale)·v``) where
-  timm uses PyTorch's fused scaled-dot-product attention.
+  timm uses PyTorch's fused scaled-dot-product attention;
+- their PVT-v2 keeps the depthwise and spatial-reduction conv weights in NCHW, so
+  every block copies its token view to NCHW first (``models.backbones.token_grid_convs``).
 
 This is our reading of their implementation, written from the spec, not their code.
 """
@@ -18,6 +20,7 @@ import torch
 from torch import nn
 
 from lib.FSANet import FSANet
+from models.backbones import token_grid_convs
 
 
 class AuthorsHighPass(nn.Module):
@@ -46,4 +49,6 @@ def make_authors_style(model: FSANet) -> FSANet:
     for module in model.spatial_encoder.modules():
         if hasattr(module, "fused_attn"):
             module.fused_attn = False
+    for conv in token_grid_convs(model.spatial_encoder):
+        conv.to(memory_format=torch.contiguous_format)
     return model

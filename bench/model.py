@@ -1,11 +1,12 @@
 """Inference and training-step time and peak memory of FSANet.
 
     python bench/model.py --size 512 --device cpu --impl ours authors
-    python bench/model.py --size 1024 --device cuda --amp bf16 --channels_last --compile
+    python bench/model.py --size 1024 --device cuda --amp bf16 --channels_last --compile --check_maps
 
-Median of --runs timed runs after --warmup untimed ones, synchronised on GPU. The
-training step is forward + the recipe's loss + backward + gradient clamp + AdaXW.
-Peak memory: torch.cuda.max_memory_allocated on GPU, the process's peak RSS growth on CPU.
+Median of --runs timed runs after --warmup untimed ones, synchronised on GPU; with
+several --impl the inference runs alternate between them. The training step is
+forward + the recipe's loss + backward + gradient clamp + AdaXW. Peak memory:
+torch.cuda.max_memory_allocated on GPU, the process's peak RSS growth on CPU.
 """
 
 from __future__ import annotations
@@ -20,15 +21,20 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List
 
+import numpy as np
 import torch
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.authors_style import make_authors_style  # noqa: E402
+from lib.checkpoint import build_from_checkpoint  # noqa: E402
 from lib.FSANet import FSANet  # noqa: E402
 from utils.adaxw import AdaXW  # noqa: E402
+from utils.inference import postprocess, preprocess  # noqa: E402
 from utils.losses import deep_supervision_loss  # noqa: E402
+from utils.synthetic import make_sample  # noqa: E402
 
 AMP = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -42,8 +48,23 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _stats(times: List[float]) -> Dict[str, float]:
+    return {"median_s": statistics.median(times), "min_s": min(times)}
+
+
+def _first_call(fn: Callable[[], None], device: torch.device) -> float:
+    """Seconds of one call (the first includes --compile's compilation)."""
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - start
+
+
 def time_it(fn: Callable[[], None], device: torch.device, warmup: int, runs: int) -> Dict[str, float]:
-    for _ in range(warmup):
+    """Median and min of ``runs`` timed calls after ``warmup`` untimed ones (the first of
+    them timed alone), with peak memory."""
+    first = _first_call(fn, device) if warmup else float("nan")
+    for _ in range(warmup - 1):
         fn()
     _sync(device)
     if device.type == "cuda":
@@ -56,56 +77,126 @@ def time_it(fn: Callable[[], None], device: torch.device, warmup: int, runs: int
         _sync(device)
         times.append(time.perf_counter() - start)
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else _rss_mb()
-    return {"median_s": statistics.median(times), "min_s": min(times), "peak_mb": peak,
-            "rss_growth_mb": _rss_mb() - rss_before}
+    return {**_stats(times), "first_s": first, "peak_mb": peak, "rss_growth_mb": _rss_mb() - rss_before}
 
 
-def bench(impl: str, args: argparse.Namespace, device: torch.device) -> Dict[str, float]:
+def time_interleaved(fns: Dict[str, Callable[[], None]], device: torch.device, warmup: int,
+                     runs: int) -> Dict[str, Dict[str, float]]:
+    """Like :func:`time_it` for several functions, alternating them run by run so that a
+    busy or throttling machine slows all of them alike (no peak memory: one process)."""
+    first = {name: _first_call(fn, device) if warmup else float("nan") for name, fn in fns.items()}
+    for fn in fns.values():
+        for _ in range(warmup - 1):
+            fn()
+    _sync(device)
+    times: Dict[str, List[float]] = {name: [] for name in fns}
+    for _ in range(runs):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: {**_stats(t), "first_s": first[name]} for name, t in times.items()}
+
+
+def build(impl: str, args: argparse.Namespace, device: torch.device) -> torch.nn.Module:
+    """The model as ``impl`` computes it, on ``device``, with the options in ``args``."""
     torch.manual_seed(0)
-    model = FSANet(radius=100.0)
+    model = build_from_checkpoint(args.weights)[0] if args.weights else FSANet(radius=100.0)
     if impl == "authors":
         make_authors_style(model)
     model.to(device)
     if args.grad_checkpoint:
         model.set_grad_checkpointing(True)
-    memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
-    model.to(memory_format=memory_format)
-    x = torch.randn(args.batch, 3, args.size, args.size, device=device).contiguous(memory_format=memory_format)
+    if args.channels_last:  # otherwise the layout is left as the model builds it
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
+def _memory_format(args: argparse.Namespace) -> torch.memory_format:
+    return torch.channels_last if args.channels_last else torch.contiguous_format
+
+
+def inference_fn(model: torch.nn.Module, args: argparse.Namespace, device: torch.device) -> Callable[[], None]:
+    """One batch-``args.batch`` forward under inference_mode (and autocast with --amp)."""
+    model.eval()
+    x = torch.randn(args.batch, 3, args.size, args.size, device=device).contiguous(memory_format=_memory_format(args))
+    forward = torch.compile(model) if args.compile else model
+    amp = AMP[args.amp]
+
+    def infer() -> None:
+        with torch.inference_mode(), torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            forward(x)
+
+    return infer
+
+
+def train_step_fn(model: torch.nn.Module, args: argparse.Namespace, device: torch.device) -> Callable[[], None]:
+    """One training step of the recipe (loss, clamp, AdaXW) on a batch of ``args.train_batch``."""
+    model.train()
     # training needs ≥ 2 images (SFF's global-branch BatchNorm on a 1×1 map), hence its own batch
-    x_train = torch.randn(args.train_batch, 3, args.size, args.size, device=device).contiguous(
-        memory_format=memory_format)
+    x = torch.randn(args.train_batch, 3, args.size, args.size, device=device).contiguous(
+        memory_format=_memory_format(args))
     mask = (torch.rand(args.train_batch, 1, args.size, args.size, device=device) > 0.5).float()
     forward = torch.compile(model) if args.compile else model
     amp = AMP[args.amp]
-    result: Dict[str, float] = {}
+    optimizer = AdaXW(model.parameters())
+    scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            outputs = forward(x)
+        loss, _ = deep_supervision_loss(outputs[:4], mask)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_value_(params, 0.5)
+        scaler.step(optimizer)
+        scaler.update()
+
+    return step
+
+
+def map_difference(model: torch.nn.Module, args: argparse.Namespace, device: torch.device) -> Dict[str, float]:
+    """Grey levels between the P1 maps (test.py's post-processing) of ``model`` with the
+    benchmarked options and of the same weights in fp32 eager, on one synthetic image."""
+    image, _ = make_sample(np.random.default_rng(0), args.size, args.size)
+    x = preprocess(Image.fromarray(image), args.size).to(device)
+    reference = build("ours", argparse.Namespace(**{**vars(args), "channels_last": False}), device).eval()
+    reference.load_state_dict(model.state_dict())
+    forward = torch.compile(model) if args.compile else model
+    amp = AMP[args.amp]
+    with torch.inference_mode():
+        expected = postprocess(reference(x)[0][0], (args.size, args.size)).astype(int)
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            got = postprocess(forward(x.contiguous(memory_format=_memory_format(args)))[0][0],
+                              (args.size, args.size)).astype(int)
+    diff = np.abs(got - expected)
+    return {"maps_max_grey_diff": float(diff.max()), "maps_share_over_1": float((diff > 1).mean())}
+
+
+def bench(args: argparse.Namespace, device: torch.device) -> Dict[str, Dict[str, float]]:
+    """Inference (implementations interleaved) and training-step results per implementation."""
+    models = {impl: build(impl, args, device) for impl in args.impl}
+    rows: Dict[str, Dict[str, float]] = {impl: {} for impl in args.impl}
     if "infer" in args.modes:
-        model.eval()
-
-        def infer() -> None:
-            with torch.inference_mode(), torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-                forward(x)
-
-        result.update({f"infer_{k}": v for k, v in time_it(infer, device, args.warmup, args.runs).items()})
+        fns = {impl: inference_fn(model, args, device) for impl, model in models.items()}
+        if len(fns) == 1:
+            timed = {impl: time_it(fn, device, args.warmup, args.runs) for impl, fn in fns.items()}
+        else:
+            timed = time_interleaved(fns, device, args.warmup, args.runs)
+        for impl, r in timed.items():
+            rows[impl].update({f"infer_{k}": v for k, v in r.items()})
+        if args.check_maps:
+            for impl, model in models.items():
+                rows[impl].update(map_difference(model, args, device))
     if "train" in args.modes:
-        model.train()
-        optimizer = AdaXW(model.parameters())
-        scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
-        params = [p for p in model.parameters() if p.requires_grad]
-
-        def step() -> None:
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-                outputs = forward(x_train)
-            loss, _ = deep_supervision_loss(outputs[:4], mask)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_value_(params, 0.5)
-            scaler.step(optimizer)
-            scaler.update()
-
-        result.update({f"train_{k}": v for k, v in time_it(step, device, args.warmup, args.runs).items()})
-        result["train_images_per_s"] = args.train_batch / result["train_median_s"]
-    return result
+        for impl, model in models.items():
+            r = time_it(train_step_fn(model, args, device), device, args.warmup, args.runs)
+            rows[impl].update({f"train_{k}": v for k, v in r.items()})
+            rows[impl]["train_images_per_s"] = args.train_batch / r["median_s"]
+    return rows
 
 
 def main() -> None:
@@ -118,6 +209,9 @@ def main() -> None:
     p.add_argument("--channels_last", action="store_true")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--grad_checkpoint", action="store_true")
+    p.add_argument("--weights", default=None, help="FSANet checkpoint to load (default: random weights)")
+    p.add_argument("--check_maps", action="store_true",
+                   help="also report the grey-level difference of the P1 map from fp32 eager")
     p.add_argument("--impl", nargs="+", choices=["ours", "authors"], default=["ours"])
     p.add_argument("--modes", nargs="+", choices=["infer", "train"], default=["infer", "train"])
     p.add_argument("--runs", type=int, default=5)
@@ -128,7 +222,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    rows = {impl: bench(impl, args, device) for impl in args.impl}
+    rows = bench(args, device)
     env = {"torch": torch.__version__, "device": torch.cuda.get_device_name(device) if device.type == "cuda"
            else platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
            "python": platform.python_version()}

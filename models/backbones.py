@@ -15,6 +15,8 @@ from typing import Dict, List, Sequence
 
 import timm
 import torch
+from timm.models.pvt_v2 import Attention as PvtAttention
+from timm.models.pvt_v2 import MlpWithDepthwiseConv
 from torch import nn
 
 #: user-facing name -> timm model name, for the spatial (RGB) encoder.
@@ -43,6 +45,23 @@ def _check_name(name: str, table: Dict[str, str], role: str) -> str:
     if name not in table:
         raise ValueError(f"unknown {role} backbone {name!r}; choose one of {sorted(table)}")
     return table[name]
+
+
+def token_grid_convs(model: nn.Module) -> List[nn.Conv2d]:
+    """The convs of a PVT-v2 that run on a B×N×C token tensor viewed as B×C×H×W.
+
+    That view (the MLP's depthwise conv, the attention's spatial-reduction conv) has
+    channels-last strides. With the usual NCHW weights PyTorch first copies the input
+    to NCHW; with channels-last weights it convolves the view as it is, and the
+    result flattens back to tokens without another copy.
+    """
+    convs = []
+    for module in model.modules():
+        if isinstance(module, MlpWithDepthwiseConv):
+            convs.append(module.dwconv)
+        elif isinstance(module, PvtAttention) and isinstance(getattr(module, "sr", None), nn.Conv2d):
+            convs.append(module.sr)
+    return convs
 
 
 class ConvBNProjection(nn.Sequential):
@@ -88,6 +107,10 @@ class TimmEncoder(nn.Module):
         self.body = timm.create_model(
             timm_name, pretrained=False, num_classes=0, in_chans=in_chans, drop_path_rate=drop_path_rate, **extra
         )
+        # Same values, another memory layout: saves two copies per PVT block (see
+        # token_grid_convs). load_state_dict and .to(device) keep the layout.
+        for conv in token_grid_convs(self.body):
+            conv.to(memory_format=torch.channels_last)
         info = self.body.feature_info
         reductions = [f["reduction"] for f in info]
         self.indices = [reductions.index(r) for r in FEATURE_REDUCTIONS]

@@ -18,11 +18,30 @@ def _run(script, tmp_path, *args):
 
 
 def test_model_bench(tmp_path):
-    data, stdout = _run("model", tmp_path, "--size", "64", "--runs", "1", "--warmup", "0", "--device", "cpu",
-                        "--impl", "ours", "authors")
+    data, stdout = _run("model", tmp_path, "--size", "64", "--runs", "1", "--warmup", "1", "--device", "cpu",
+                        "--impl", "ours", "authors", "--channels_last", "--check_maps")
     for impl in ("ours", "authors"):
-        assert data["results"][impl]["infer_median_s"] > 0 and data["results"][impl]["train_median_s"] > 0
+        result = data["results"][impl]
+        assert result["infer_median_s"] > 0 and result["train_median_s"] > 0 and result["infer_first_s"] > 0
+        assert result["maps_max_grey_diff"] <= 1  # NHWC changes float rounding only
     assert "faster than the authors' way" in stdout
+
+
+def test_map_check_sees_a_changed_computation():
+    import argparse
+
+    import torch
+
+    from bench.model import map_difference
+    from lib.FSANet import FSANet
+
+    args = argparse.Namespace(size=64, weights=None, grad_checkpoint=False, channels_last=False, compile=False,
+                              amp="none")
+    torch.manual_seed(0)
+    model = FSANet(radius=8.0).eval()
+    assert map_difference(model, args, torch.device("cpu"))["maps_max_grey_diff"] == 0
+    model.register_forward_hook(lambda module, inputs, outputs: tuple(-t for t in outputs))
+    assert map_difference(model, args, torch.device("cpu"))["maps_max_grey_diff"] > 1
 
 
 def test_loader_bench(tmp_path):

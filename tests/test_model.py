@@ -115,3 +115,26 @@ def test_csfm_widths_follow_the_channel_rule():
     assert x32.shape[1] == 4 * c2 + 4 * c3 + 2 * c4
     assert x43.shape[1] == 2 * c4 + 4 * c2 + 4 * c3 + 4 * c4
     assert csfm.out_channels == (x21.shape[1], x32.shape[1], x43.shape[1])
+
+
+def test_token_grid_convs_keep_channels_last_weights_through_loading(tmp_path, faithful_model):
+    """PVT-v2's depthwise and spatial-reduction convs get a channels-last view of the tokens;
+    their weights stay channels-last through loading and saving, so no copy is made."""
+    from lib.checkpoint import build_from_checkpoint, save_checkpoint
+    from models.backbones import token_grid_convs
+
+    def check(model):
+        convs = token_grid_convs(model.spatial_encoder)
+        assert len(convs) == 16 + 13  # b2: one dwconv per block (3+4+6+3), sr in the first 3 stages
+        for conv in convs:  # channels innermost (for a depthwise weight only the strides tell NCHW from NHWC)
+            assert conv.weight.is_contiguous(memory_format=torch.channels_last) and conv.weight.stride(1) == 1
+
+    check(faithful_model)
+    model, _ = build_from_checkpoint(save_checkpoint(tmp_path / "m.pth", faithful_model))
+    check(model)
+    seen = []
+    conv = token_grid_convs(model.spatial_encoder)[0]
+    conv.register_forward_pre_hook(lambda m, inputs: seen.append(inputs[0].is_contiguous(memory_format=torch.channels_last)))
+    with torch.no_grad():
+        model.eval()(torch.randn(1, 3, 64, 64))
+    assert seen == [True]

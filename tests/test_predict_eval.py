@@ -81,22 +81,32 @@ def test_input_folder_maps_at_each_images_size(tmp_path, test_sets, authors_chec
         assert np.abs(written.astype(int) - expected).max() <= 1
 
 
-def test_batched_prediction_matches_one_by_one(tmp_path, test_sets):
+def test_batched_and_channels_last_prediction_match_one_by_one(tmp_path, test_sets, monkeypatch):
+    import lib.FSANet
     from lib.checkpoint import save_checkpoint
     from lib.FSANet import build_fsanet
+
+    layouts = []  # whether each forward got an NHWC batch
+    check_input = lib.FSANet.check_input
+    monkeypatch.setattr(lib.FSANet, "check_input", lambda x: (
+        layouts.append(x.shape[1] > 1 and not x.is_contiguous()), check_input(x))[1])
 
     torch.manual_seed(0)
     path = save_checkpoint(tmp_path / "tiny.pth", build_fsanet(backbone="pvt_v2_b0", channels=(32, 64, 160, 256),
                                                                decoder_channels=32, radius=8.0))
     maps = {}
-    for batch in ("1", "3"):
-        argv = ["--pth_path", str(path), "--test_path", str(test_sets), "--save_path", str(tmp_path / batch),
-                "--testsize", "64", "--device", "cpu", "--workers", "2", "--batch_size", batch, "--no_progress"]
+    for name, extra in (("1", ["--batch_size", "1"]), ("3", ["--batch_size", "3"]), ("nhwc", ["--channels_last"])):
+        layouts.clear()
+        argv = ["--pth_path", str(path), "--test_path", str(test_sets), "--save_path", str(tmp_path / name),
+                "--testsize", "64", "--device", "cpu", "--workers", "2", "--no_progress", *extra]
         assert test_cli.main(argv) == 0
-        maps[batch] = {p.relative_to(tmp_path / batch): np.asarray(Image.open(p)).astype(int)
-                       for p in sorted((tmp_path / batch).rglob("*.png"))}
-    assert maps["1"].keys() == maps["3"].keys() and len(maps["1"]) == 4
-    assert max(np.abs(maps["1"][k] - maps["3"][k]).max() for k in maps["1"]) <= 1
+        assert layouts == [name == "nhwc"] * (4 if name != "3" else 2)
+        maps[name] = {p.relative_to(tmp_path / name): np.asarray(Image.open(p)).astype(int)
+                      for p in sorted((tmp_path / name).rglob("*.png"))}
+    assert len(maps["1"]) == 4
+    for name in ("3", "nhwc"):
+        assert maps[name].keys() == maps["1"].keys()
+        assert max(np.abs(maps["1"][k] - maps[name][k]).max() for k in maps["1"]) <= 1
 
 
 def _gt_and_preds(root, sizes=((48, 64), (40, 40), (32, 56)), seed=0):

@@ -167,8 +167,13 @@ def predict_jobs(
     progress: bool = True,
     desc: str = "predict",
     report: Optional[PredictReport] = None,
+    channels_last: bool = False,
 ) -> PredictReport:
-    """Predict every job and write its map; unreadable images are reported and skipped."""
+    """Predict every job and write its map; unreadable images are reported and skipped.
+
+    ``channels_last`` feeds the batch in NHWC layout (for a model converted with
+    ``model.to(memory_format=torch.channels_last)``).
+    """
     report = report or PredictReport()
     device = device or torch.device("cpu")
     model.eval()
@@ -183,6 +188,8 @@ def predict_jobs(
         if not keep:
             continue
         batch = images[keep].to(device, non_blocking=True)
+        if channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             logits = model(batch)[0]
         for row, i in enumerate(keep):
