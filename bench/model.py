@@ -19,7 +19,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -117,11 +117,10 @@ def _memory_format(args: argparse.Namespace) -> torch.memory_format:
     return torch.channels_last if args.channels_last else torch.contiguous_format
 
 
-def inference_fn(model: torch.nn.Module, args: argparse.Namespace, device: torch.device) -> Callable[[], None]:
-    """One batch-``args.batch`` forward under inference_mode (and autocast with --amp)."""
-    model.eval()
+def inference_fn(forward: Callable, args: argparse.Namespace, device: torch.device) -> Callable[[], None]:
+    """One batch-``args.batch`` call of ``forward`` (an eval-mode model, compiled or not)
+    under inference_mode (and autocast with --amp)."""
     x = torch.randn(args.batch, 3, args.size, args.size, device=device).contiguous(memory_format=_memory_format(args))
-    forward = torch.compile(model) if args.compile else model
     amp = AMP[args.amp]
 
     def infer() -> None:
@@ -158,14 +157,17 @@ def train_step_fn(model: torch.nn.Module, args: argparse.Namespace, device: torc
     return step
 
 
-def map_difference(model: torch.nn.Module, args: argparse.Namespace, device: torch.device) -> Dict[str, float]:
-    """Grey levels between the P1 maps (test.py's post-processing) of ``model`` with the
-    benchmarked options and of the same weights in fp32 eager, on one synthetic image."""
+def map_difference(model: torch.nn.Module, args: argparse.Namespace, device: torch.device,
+                   forward: Optional[Callable] = None) -> Dict[str, float]:
+    """Grey levels between the P1 maps (test.py's post-processing) of ``model`` run as
+    ``forward`` (default: the model itself) with the benchmarked options and of the same
+    weights in fp32 eager, on one synthetic image."""
     image, _ = make_sample(np.random.default_rng(0), args.size, args.size)
     x = preprocess(Image.fromarray(image), args.size).to(device)
     reference = build("ours", argparse.Namespace(**{**vars(args), "channels_last": False}), device).eval()
     reference.load_state_dict(model.state_dict())
-    forward = torch.compile(model) if args.compile else model
+    model.eval()
+    forward = forward if forward is not None else model
     amp = AMP[args.amp]
     with torch.inference_mode():
         expected = postprocess(reference(x)[0][0], (args.size, args.size)).astype(int)
@@ -181,7 +183,8 @@ def bench(args: argparse.Namespace, device: torch.device) -> Dict[str, Dict[str,
     models = {impl: build(impl, args, device) for impl in args.impl}
     rows: Dict[str, Dict[str, float]] = {impl: {} for impl in args.impl}
     if "infer" in args.modes:
-        fns = {impl: inference_fn(model, args, device) for impl, model in models.items()}
+        forwards = {impl: torch.compile(model.eval()) if args.compile else model.eval() for impl, model in models.items()}
+        fns = {impl: inference_fn(forward, args, device) for impl, forward in forwards.items()}
         if len(fns) == 1:
             timed = {impl: time_it(fn, device, args.warmup, args.runs) for impl, fn in fns.items()}
         else:
@@ -190,7 +193,7 @@ def bench(args: argparse.Namespace, device: torch.device) -> Dict[str, Dict[str,
             rows[impl].update({f"infer_{k}": v for k, v in r.items()})
         if args.check_maps:
             for impl, model in models.items():
-                rows[impl].update(map_difference(model, args, device))
+                rows[impl].update(map_difference(model, args, device, forwards[impl]))
     if "train" in args.modes:
         for impl, model in models.items():
             r = time_it(train_step_fn(model, args, device), device, args.warmup, args.runs)
