@@ -21,9 +21,9 @@ from typing import Optional, Sequence
 import eval as evaluation_cli
 import test as test_cli
 import train as train_cli
-from utils.evaluation import format_table
 from utils.figures import draw_architecture, qualitative_grid
-from utils.predict import DIS_SETS
+from utils.pairing import DIS_SETS
+from utils.reports import format_table, provenance, provenance_line
 from utils.synthetic import write_dataset
 from utils.training import run_training
 
@@ -78,7 +78,7 @@ def run_demo(out: Path, quick: bool = False, figures: Optional[Path] = None) -> 
                      figures / "demo_grid.png", count=3)
     for kind in ("pr", "fm"):
         shutil.copyfile(eval_dir / f"{kind}_DIS-TE1.png", figures / f"demo_{kind}_DIS-TE1.png")
-    sys.stdout.write(format_table(results) + "\n")
+    sys.stdout.write(format_table(results, "isnet") + "\n\n" + provenance_line(provenance("isnet")) + "\n")
     log.info("done: checkpoints in %s, maps in %s, tables in %s, figures in %s",
              trained.checkpoint_dir, results_dir, eval_dir, figures)
     return results

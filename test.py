@@ -19,8 +19,8 @@ from typing import Optional, Sequence
 import torch
 
 from lib.checkpoint import CheckpointError, build_from_checkpoint
-from utils.pairing import DatasetError
-from utils.predict import DIS_SETS, Job, PredictReport, find_test_sets, list_images, predict_jobs, set_jobs
+from utils.pairing import DIS_SETS, DatasetError
+from utils.predict import Job, PredictReport, find_test_sets, list_images, predict_jobs, set_jobs
 from utils.training import AMP_DTYPES, resolve_device
 
 log = logging.getLogger("fsanet.test")
@@ -32,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="FSANet weights: the authors' FSANet-100.pth or a checkpoint of train.py")
     p.add_argument("--testsize", type=int, default=992, help="input side (the authors' 992; a multiple of 32)")
     p.add_argument("--test_path", default="./data/TestDataset", help="folder holding the test sets")
-    p.add_argument("--sets", nargs="+", default=None, help=f"sets to predict (default: those found of {' '.join(DIS_SETS)})")
+    p.add_argument("--sets", nargs="+", default=None,
+                   help=f"sets to predict (default: the evaluation sets found, {' '.join(DIS_SETS)} and any other "
+                        "set folder; DIS-TR, the training set, only when named here)")
     p.add_argument("--input", default=None, help="an image or a folder of images to predict instead of test sets")
     p.add_argument("--save_path", default="./results/FSANet", help="where the maps go")
     p.add_argument("--batch_size", type=int, default=1, help="images per forward pass")

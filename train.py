@@ -15,6 +15,7 @@ import sys
 from typing import List, Optional, Sequence
 
 from lib.checkpoint import CheckpointError
+from lib.FSANet import CHECKPOINT_PARTS
 from models.backbones import FREQUENCY_BACKBONES, SPATIAL_BACKBONES
 from utils.pairing import DatasetError
 from utils.training import AMP_DTYPES, SIZE_RATES, run_training
@@ -29,6 +30,13 @@ def _gpu_list(text: str) -> List[int]:
 
 def _optional_path(text: str) -> Optional[str]:
     return None if text in ("", "None", "none") else text
+
+
+def _checkpoint_part(text: str) -> str:
+    if text not in (*CHECKPOINT_PARTS, "all"):
+        raise argparse.ArgumentTypeError(f"--grad_checkpoint takes parts of {' '.join(CHECKPOINT_PARTS)} or all; "
+                                         f"got {text!r}")
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--gpus", type=_gpu_list, default=None, help="DataParallel GPU ids, e.g. 0,1 (default: all)")
     run.add_argument("--amp", choices=sorted(AMP_DTYPES), default="none", help="mixed precision (default none)")
     run.add_argument("--channels_last", action="store_true", help="NHWC memory format")
-    run.add_argument("--grad_checkpoint", action="store_true", help="recompute encoder activations (less memory)")
+    run.add_argument("--grad_checkpoint", nargs="*", default=None, metavar="PART", type=_checkpoint_part,
+                     help="recompute activations in backward to save memory: no PART = both encoders; parts: "
+                          f"{' '.join(CHECKPOINT_PARTS)}, or all (README, Memory)")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--train_save", default="FSANet", help="run name: checkpoints/NAME and logs/NAME")
     run.add_argument("--out_root", default=".", help="folder that holds checkpoints/ and logs/")

@@ -1,9 +1,13 @@
-"""Images/s of eval.py's metric computation with 1 and N workers, with and without HCE.
+"""Images/s of eval.py's metric computation with 1 and N workers, with and without HCE,
+and the gain of sharing each mask's skeleton between several methods.
 
-    python bench/eval.py --count 16 --width 2048 --height 1536 --workers 2
+    python bench/eval.py --count 16 --width 2048 --height 1536 --workers 2 --methods 3
 
 Generates DIS-sized masks and noisy predictions once in --data, then times
-utils.evaluation.evaluate (what eval.py runs) on them.
+utils.evaluation.evaluate (what eval.py runs) on them. For --methods M it times
+one evaluate() call over M methods (each mask read and skeletonised once) against
+M separate calls (once per method, as eval.py did before), on one worker, the two
+interleaved run by run.
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ def main() -> None:
     p.add_argument("--width", type=int, default=2048)
     p.add_argument("--height", type=int, default=1536)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    p.add_argument("--methods", type=int, default=3, help="methods for the shared-skeleton comparison (1: skip it)")
+    p.add_argument("--repeats", type=int, default=2, help="runs of that comparison (the minimum is reported)")
     p.add_argument("--json", default="bench/results/eval.json")
     args = p.parse_args()
     root = Path(args.data)
@@ -56,11 +62,26 @@ def main() -> None:
     for hce in (True, False):
         for workers in sorted({1, args.workers}):
             start = time.perf_counter()
-            evaluate({"m": root / "pred"}, root / "gt", workers=workers, hce=hce, progress=False)
+            evaluate({"m": root / "pred"}, root / "gt", workers=workers, hce_rule="isnet" if hce else None, progress=False)
             results[f"{'with' if hce else 'without'}_hce_workers{workers}"] = args.count / (time.perf_counter() - start)
+    if args.methods > 1:
+        methods = {f"m{i}": root / "pred" for i in range(args.methods)}
+        shared, separate = [], []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            together, _ = evaluate(methods, root / "gt", progress=False)
+            shared.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            apart = {m: evaluate({m: path}, root / "gt", progress=False)[0][m] for m, path in methods.items()}
+            separate.append(time.perf_counter() - start)
+            assert together == apart, "sharing the skeleton changed a number"
+        results[f"methods{args.methods}_shared_skeleton_s"] = min(shared)
+        results[f"methods{args.methods}_separate_s"] = min(separate)
+        results[f"methods{args.methods}_speedup"] = min(separate) / min(shared)
     print(f"eval: {args.count} masks of {args.width}×{args.height}, {os.cpu_count()} CPUs")
     for key, value in results.items():
-        print(f"  {key:28s} {value:7.2f} images/s")
+        unit = "s" if key.endswith("_s") else "×" if key.endswith("speedup") else "images/s"
+        print(f"  {key:28s} {value:7.2f} {unit}")
     for hce in ("with", "without"):
         one, many = results[f"{hce}_hce_workers1"], results.get(f"{hce}_hce_workers{args.workers}")
         if many and args.workers > 1:

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.authors_style import make_authors_style  # noqa: E402
 from lib.checkpoint import build_from_checkpoint  # noqa: E402
-from lib.FSANet import FSANet  # noqa: E402
+from lib.FSANet import FSANet, checkpoint_parts  # noqa: E402
 from utils.adaxw import AdaXW  # noqa: E402
 from utils.inference import postprocess, preprocess  # noqa: E402
 from utils.losses import deep_supervision_loss  # noqa: E402
@@ -106,8 +106,8 @@ def build(impl: str, args: argparse.Namespace, device: torch.device) -> torch.nn
     if impl == "authors":
         make_authors_style(model)
     model.to(device)
-    if args.grad_checkpoint:
-        model.set_grad_checkpointing(True)
+    if args.grad_checkpoint is not None:
+        model.set_grad_checkpointing(True, parts=checkpoint_parts(args.grad_checkpoint))
     if args.channels_last:  # otherwise the layout is left as the model builds it
         model.to(memory_format=torch.channels_last)
     return model
@@ -211,7 +211,8 @@ def main() -> None:
     p.add_argument("--amp", choices=sorted(AMP), default="none")
     p.add_argument("--channels_last", action="store_true")
     p.add_argument("--compile", action="store_true")
-    p.add_argument("--grad_checkpoint", action="store_true")
+    p.add_argument("--grad_checkpoint", nargs="*", default=None, metavar="PART",
+                   help="parts to checkpoint as train.py's flag (no PART: the encoders)")
     p.add_argument("--weights", default=None, help="FSANet checkpoint to load (default: random weights)")
     p.add_argument("--check_maps", action="store_true",
                    help="also report the grey-level difference of the P1 map from fp32 eager")

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Dict, Sequence, Tuple
 
 import torch
+import torch.utils.checkpoint
 from torch import nn
 
 from lib.context_fusion import HierarchicalContextFusion
@@ -36,6 +37,25 @@ DEFAULT_CONFIG: Dict[str, Any] = {
 
 #: config keys that do not change the weights' shapes (training-time values only).
 NON_ARCHITECTURE_KEYS = ("radius", "drop_path_rate")
+
+#: parts whose activations ``set_grad_checkpointing`` can recompute in backward: both
+#: encoders (timm's per-block checkpointing), MF, CSFM, each HCF, each SFF call.
+CHECKPOINT_PARTS: Tuple[str, ...] = ("encoder", "mf", "csfm", "hcf", "sff")
+
+
+
+def checkpoint_parts(names: Sequence[str]) -> Tuple[str, ...]:
+    """The parts a ``--grad_checkpoint`` value names: none given → the encoders (the
+    flag's original meaning), ``all`` → every part."""
+    if not names:
+        return ("encoder",)
+    if "all" in names:
+        return CHECKPOINT_PARTS
+    unknown = sorted(set(names) - set(CHECKPOINT_PARTS))
+    if unknown:
+        raise ValueError(f"unknown checkpoint parts {unknown}; choose from {', '.join(CHECKPOINT_PARTS)} or all")
+    return tuple(p for p in CHECKPOINT_PARTS if p in names)
+
 
 #: the input's height and width must be multiples of this (the coarsest stride).
 INPUT_MULTIPLE = 32
@@ -66,8 +86,7 @@ class FSANet(nn.Module):
         decoder_channels: width of HCF, SFF and the heads.
         radius: initial high-pass radius (the authors' 100).
         drop_path_rate: stochastic depth of the spatial encoder, active in training
-            only. 0.1 is what ``pvt_v2_b2`` in the PVT-v2 code the authors build on
-            sets (their own copy of that file is not in their repository).
+            only. 0.1 is what ``pvt_v2_b2`` in the authors' ``lib/pvtv2.py`` sets.
 
     ``forward(x: B×3×H×W ImageNet-normalised, H, W multiples of 32)
     -> (P1, P2, P3, P4, frequency_map)``, each B×1×H×W; P1..P4 are logits, P1 is
@@ -104,22 +123,34 @@ class FSANet(nn.Module):
         )
         self.feature_fusion = SelectiveFeatureFusion(decoder_channels)
         self.head = PredictionHead(decoder_channels)
+        self.checkpointed: frozenset = frozenset()  # decoder parts recomputed in backward
 
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute both encoders' activations during backward to save memory."""
-        self.spatial_encoder.set_grad_checkpointing(enable)
-        self.frequency_branch.encoder.set_grad_checkpointing(enable)
+    def set_grad_checkpointing(self, enable: bool = True, parts: Sequence[str] = ("encoder",)) -> None:
+        """Recompute the activations of ``parts`` (:data:`CHECKPOINT_PARTS`) during backward,
+        to save memory; ``enable=False`` turns all of them off. Weights and keys are unchanged."""
+        unknown = set(parts) - set(CHECKPOINT_PARTS)
+        if unknown:
+            raise ValueError(f"unknown checkpoint parts {sorted(unknown)}; choose from {', '.join(CHECKPOINT_PARTS)}")
+        encoder = enable and "encoder" in parts
+        self.spatial_encoder.set_grad_checkpointing(encoder)
+        self.frequency_branch.encoder.set_grad_checkpointing(encoder)
+        self.checkpointed = frozenset(p for p in parts if p != "encoder") if enable else frozenset()
+
+    def _run(self, part: str, module: nn.Module, *inputs: torch.Tensor):
+        if part in self.checkpointed and torch.is_grad_enabled():
+            return torch.utils.checkpoint.checkpoint(module, *inputs, use_reentrant=False)
+        return module(*inputs)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         check_input(x)
         spatial = self.spatial_encoder(x)
         frequency_map, frequency = self.frequency_branch(x)
-        f1, f2, f3, f4 = self.modality_fusion(spatial, frequency)
-        x21, x32, x43 = self.scale_fusion(f1, f2, f3, f4)
-        h1, h2, h3, h4 = (hcf(t) for hcf, t in zip(self.context_fusion, (f1, x21, x32, x43)))
-        o3 = self.feature_fusion(h3, h4)
-        o2 = self.feature_fusion(h2, o3)
-        o1 = self.feature_fusion(h1, o2)
+        f1, f2, f3, f4 = self._run("mf", self.modality_fusion, spatial, frequency)
+        x21, x32, x43 = self._run("csfm", self.scale_fusion, f1, f2, f3, f4)
+        h1, h2, h3, h4 = (self._run("hcf", hcf, t) for hcf, t in zip(self.context_fusion, (f1, x21, x32, x43)))
+        o3 = self._run("sff", self.feature_fusion, h3, h4)
+        o2 = self._run("sff", self.feature_fusion, h2, o3)
+        o1 = self._run("sff", self.feature_fusion, h1, o2)
         p1, p2, p3, p4 = self.head([o1, o2, o3, h4])
         return p1, p2, p3, p4, frequency_map
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -35,7 +36,7 @@ def test_map_check_sees_a_changed_computation():
     from bench.model import map_difference
     from lib.FSANet import FSANet
 
-    args = argparse.Namespace(size=64, weights=None, grad_checkpoint=False, channels_last=False, compile=False,
+    args = argparse.Namespace(size=64, weights=None, grad_checkpoint=None, channels_last=False, compile=False,
                               amp="none")
     torch.manual_seed(0)
     model = FSANet(radius=8.0).eval()
@@ -53,8 +54,8 @@ def test_loader_bench(tmp_path):
 
 def test_eval_bench(tmp_path):
     data, _ = _run("eval", tmp_path, "--data", str(tmp_path / "e"), "--count", "3", "--width", "64",
-                   "--height", "48", "--workers", "2")
-    assert {"with_hce_workers1", "with_hce_workers2", "without_hce_speedup"} <= set(data["results"])
+                   "--height", "48", "--workers", "2", "--methods", "2", "--repeats", "1")
+    assert {"with_hce_workers1", "with_hce_workers2", "without_hce_speedup", "methods2_speedup"} <= set(data["results"])
 
 
 def test_authors_style_model_computes_the_same_maps():
@@ -73,3 +74,26 @@ def test_authors_style_model_computes_the_same_maps():
     with torch.no_grad():
         for a, b in zip(ours(x), authors(x)):
             assert torch.allclose(a, b, rtol=1e-4, atol=1e-4 * b.abs().max().item())
+
+
+def test_gpu_check_without_a_gpu_runs_nothing_and_exits_0(tmp_path):
+    out = tmp_path / "gpu.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--json", str(out)],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert proc.returncode == 0 and "no CUDA GPU" in proc.stdout
+    assert not out.exists()
+
+
+def test_gpu_check_covers_every_gpu_path(tmp_path):
+    from bench.gpu_check import checks
+
+    rows = {name: cmd for name, cmd, _ in checks(tmp_path, gpus=2, cpu=False, weights="w.pth")}
+    assert "train DataParallel" in rows and "torchrun --nproc_per_node 2" in rows
+    assert "--nproc_per_node=2" in rows["torchrun --nproc_per_node 2"]
+    for flag in (["--amp", "bf16"], ["--amp", "fp16"], ["--grad_checkpoint", "all"], ["--channels_last"]):
+        assert any(" ".join(flag) in " ".join(cmd) for cmd in rows.values()), flag
+    assert "--resume" in rows["resume to epoch 2"]
+    maps = [cmd for name, cmd in rows.items() if name.startswith("test.py maps")]
+    assert len(maps) == 2 and all("--check_maps" in c and "w.pth" in c for c in maps)
+    largest = rows["largest step: bf16 + encoder checkpointing"]
+    assert largest[largest.index("--size") + 1] == "928" and largest[largest.index("--train_batch") + 1] == "8"

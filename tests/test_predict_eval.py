@@ -138,22 +138,25 @@ def test_eval_json_equals_direct_pysodmetrics_calls_and_reports_agree(tmp_path):
         for i in range(3):
             pred = np.asarray(Image.open(root / "pred" / set_name / f"img{i}.png"))
             gt = np.asarray(Image.open(root / "gt" / set_name / "GT" / f"img{i}.png"))
-            for metric in (fm, wfm, mae, sm, em, hce):
+            for metric in (fm, wfm, mae, sm, em):
                 metric.step(pred, gt)
+            hce.step((pred > 128).astype(float), gt > 128, normalize=False)  # IS-Net's rule, the default
         direct = {"maxFm": fm.get_results()["fm"]["curve"].max(), "meanFm": fm.get_results()["fm"]["curve"].mean(),
                   "wFm": wfm.get_results()["wfm"], "MAE": mae.get_results()["mae"], "Sm": sm.get_results()["sm"],
                   "meanEm": em.get_results()["em"]["curve"].mean(), "maxEm": em.get_results()["em"]["curve"].max(),
                   "HCE": hce.get_results()["hce"], "num": 3}
-        assert data["FSANet"][set_name] == pytest.approx(direct, rel=1e-12, abs=1e-15)
+        assert data["results"]["FSANet"][set_name] == pytest.approx(direct, rel=1e-12, abs=1e-15)
     # Markdown, CSV and JSON say the same
     with (tmp_path / "ev" / "results.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     md = (tmp_path / "ev" / "results.md").read_text()
     for row in rows:
-        values = data[row["method"]][row["set"]]
+        values = data["results"][row["method"]][row["set"]]
         for key, value in values.items():
             assert float(row[key]) == pytest.approx(value, rel=1e-15)
+        assert row["hce_rule"] == "isnet"
         assert f"| {row['method']} | {row['set']} | {values['num']} | {values['maxFm']:.3f} |" in md
+    assert "| HCE↓ (isnet) |" in md and "IS-Net's hce_metric_main.py" in md and "plain mean of DIS-TE1..4" in md
     assert {p.name for p in (tmp_path / "ev").glob("*.png")} == {"pr_DIS-TE1.png", "fm_DIS-TE1.png",
                                                                   "pr_DIS-TE2.png", "fm_DIS-TE2.png"}
 
@@ -233,3 +236,20 @@ def test_demo_runs_end_to_end(tmp_path):
         assert Image.open(tmp_path / "figures" / name).size[0] > 100
     grid = np.asarray(Image.open(tmp_path / "figures" / "demo_grid.png").convert("L"))
     assert grid[:, 2 * grid.shape[1] // 3:].std() > 10  # the prediction column shows a map, not a blank
+
+
+def test_training_set_is_left_out_unless_named(tmp_path):
+    from utils.evaluation import find_gt_sets
+    from utils.predict import find_test_sets
+
+    for name, sub in (("DIS-TR", "im"), ("DIS-TE2", "im"), ("DIS-VD", "Imgs"), ("MySet", "Imgs")):
+        (tmp_path / name / sub).mkdir(parents=True)
+        (tmp_path / name / ("gt" if sub == "im" else "GT")).mkdir()
+    assert [s for s, _, _ in find_test_sets(tmp_path)] == ["DIS-VD", "DIS-TE2", "MySet"]
+    assert [s for s, _ in find_gt_sets(tmp_path)] == ["DIS-VD", "DIS-TE2", "MySet"]
+    assert [s for s, _, _ in find_test_sets(tmp_path, ["DIS-TR"])] == ["DIS-TR"]
+    assert [s for s, _ in find_gt_sets(tmp_path, ["DIS-TR", "DIS-TE2"])] == ["DIS-TR", "DIS-TE2"]
+    only_training = tmp_path / "only"
+    (only_training / "DIS-TR" / "gt").mkdir(parents=True)
+    with pytest.raises(EvaluationError, match="DIS-TR, left out unless named in --sets"):
+        find_gt_sets(only_training)

@@ -132,14 +132,29 @@ def _free_port() -> int:
 
 
 def _ddp_worker(rank, port, out, data):
+    from device_checks import ForeignDefaultDevice, guard_collectives
+
+    import utils.training as training
+
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
                       WORLD_SIZE="2")
     torch.set_num_threads(1)
+    # as on GPUs with NCCL: a tensor made without device= in the training step is off the
+    # training device, and a collective given such a tensor fails
+    guard_collectives(torch.device("cpu"))
+    step_epoch = training.train_one_epoch
+
+    def checked_epoch(*args, **kwargs):
+        with ForeignDefaultDevice():
+            return step_epoch(*args, **kwargs)
+
+    training.train_one_epoch = checked_epoch
     result = run_training(train_args(out, data, "--batchsize", "4", "--epoch", "1"))
     torch.save({n: p.detach() for n, p in result.model.named_parameters()}, os.path.join(out, f"rank{rank}.pt"))
 
 
 def test_ddp_two_gloo_processes_end_with_equal_weights(tmp_path, synthetic_train):
+    """Two gloo processes train like one; every collective gets tensors on the training device."""
     mp.spawn(_ddp_worker, args=(_free_port(), str(tmp_path), str(synthetic_train)), nprocs=2, join=True)
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     start = build_fsanet(**TINY)  # any fresh model: training must have moved the weights

@@ -1,8 +1,9 @@
 """AdaXW, the optimiser the authors train FSANet with (AdaX of Li et al., 2020, with
 decoupled weight decay).
 
-Neither torch, timm nor pytorch-optimizer (checked: 4.1.0) provides AdaX, so the
-update is written here from its definition. Per parameter and step t:
+The authors import it from ``utils/AdaX.py`` in their repository (class ``AdaXW``,
+a copy of the official AdaX code); neither torch, timm nor pytorch-optimizer
+(checked: 4.1.0) provides it, so the same update is written here from its definition. Per parameter and step t:
 
     m = β1·m + (1 − β1)·g
     v = (1 + β2)·v + β2·g²

@@ -1,4 +1,4 @@
-"""The authors' test-time pre- and post-processing (FSANET_SPEC.md, "Testing recipe").
+"""The authors' test-time pre- and post-processing (README, "Prediction maps").
 
 Pre: RGB → resize to testsize × testsize (Pillow bilinear) → tensor → ImageNet
 normalisation. Post: P1 logits → bilinear to the mask's size

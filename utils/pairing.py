@@ -12,7 +12,7 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from utils.images import IMAGE_EXTENSIONS, MASK_EXTENSIONS, image_size
 
@@ -21,6 +21,31 @@ log = logging.getLogger(__name__)
 
 #: (image folder, mask folder) of each supported layout.
 LAYOUTS: Dict[str, Tuple[str, str]] = {"authors": ("Imgs", "GT"), "dis5k": ("im", "gt")}
+
+#: DIS5K's evaluation sets in the authors' order; DIS-TR is the training set.
+DIS_SETS: Tuple[str, ...] = ("DIS-VD", "DIS-TE1", "DIS-TE2", "DIS-TE3", "DIS-TE4")
+TE_SETS: Tuple[str, ...] = DIS_SETS[1:]
+TRAINING_SETS: Tuple[str, ...] = ("DIS-TR",)
+
+
+def evaluation_set_names(root: PathLike) -> Tuple[List[str], List[str]]:
+    """``(sets, training sets left out)``: the sub-folders of ``root`` to predict or score
+    by default: DIS5K's evaluation sets first (their order), then any other folder;
+    DIS-TR (3,000 training images) only when named explicitly."""
+    present = sorted(p.name for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith("."))
+    names = [n for n in DIS_SETS if n in present] + [n for n in present if n not in DIS_SETS]
+    return [n for n in names if n not in TRAINING_SETS], [n for n in names if n in TRAINING_SETS]
+
+
+def chosen_set_names(root: PathLike, sets: Optional[Sequence[str]], action: str) -> List[str]:
+    """``sets`` when given, else :func:`evaluation_set_names` with the left-out training sets logged."""
+    if sets:
+        return list(sets)
+    names, training = evaluation_set_names(root)
+    if training:
+        log.info("%s: left out %s (training data; name it in --sets to %s it)", root, ", ".join(training), action)
+    return names
+
 
 LAYOUT_HELP = (
     "expected one of these layouts:\n"

@@ -24,13 +24,10 @@ from tqdm import tqdm
 
 from utils.images import IMAGE_EXTENSIONS, MASK_EXTENSIONS, image_size, read_rgb
 from utils.inference import postprocess, preprocess
-from utils.pairing import DatasetError, find_layout
+from utils.pairing import DIS_SETS, DatasetError, chosen_set_names, find_layout
 
 PathLike = Union[str, os.PathLike]
 log = logging.getLogger(__name__)
-
-#: the DIS5K sets the authors test on, in their order.
-DIS_SETS = ("DIS-VD", "DIS-TE1", "DIS-TE2", "DIS-TE3", "DIS-TE4")
 
 
 @dataclass
@@ -70,21 +67,19 @@ def list_images(path: PathLike, report: Optional[PredictReport] = None) -> List[
 def find_test_sets(test_path: PathLike, sets: Optional[Sequence[str]] = None) -> List[Tuple[str, Path, Optional[Path]]]:
     """``(set name, image folder, mask folder or None)`` for each DIS set under ``test_path``.
 
-    Without ``sets``: the DIS5K sets present, then any other sub-folder in either layout.
+    Without ``sets``: the evaluation sets present (DIS-VD, DIS-TE1..4), then any other
+    sub-folder in either layout; DIS-TR is predicted only when named in ``sets``.
     """
     test_path = Path(test_path)
     if not test_path.is_dir():
         raise DatasetError(f"{test_path}: no such folder; expected <test_path>/<set>/Imgs (or im) with sets like "
                            f"{', '.join(DIS_SETS)}")
     if sets:
-        names = list(sets)
-        absent = [n for n in names if not (test_path / n).is_dir()]
+        absent = [n for n in sets if not (test_path / n).is_dir()]
         if absent:
             found = sorted(p.name for p in test_path.iterdir() if p.is_dir())
             raise DatasetError(f"{test_path}: no set folder {absent}; found {found}")
-    else:
-        present = sorted(p.name for p in test_path.iterdir() if p.is_dir())
-        names = [n for n in DIS_SETS if n in present] + [n for n in present if n not in DIS_SETS]
+    names = chosen_set_names(test_path, sets, "predict")
     found = []
     for name in names:
         try:
@@ -199,5 +194,5 @@ def predict_jobs(
     return report
 
 
-__all__ = ["DIS_SETS", "Job", "PredictReport", "find_test_sets", "list_images", "predict_jobs",
+__all__ = ["Job", "PredictReport", "find_test_sets", "list_images", "predict_jobs",
            "set_jobs", "write_png"]

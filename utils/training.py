@@ -1,6 +1,6 @@
 """The authors' FSANet training recipe as importable functions (``train.py`` is the CLI).
 
-Recipe (FSANET_SPEC.md, "Training recipe"): every batch is used for one
+Recipe (README, "Training"): every batch is used for one
 optimiser step at each size rate (0.75, 1, 1.25 → 544, 736, 928 for trainsize
 736; bilinear, align_corners=True); loss 0.7·L(P1) + 0.1·(L(P2) + L(P3) + L(P4))
 with L = BCE + weighted IoU; AdaXW; poly LR per epoch, lr·(1 − epoch/E)^0.9 with
@@ -37,7 +37,7 @@ from lib.checkpoint import (
     make_checkpoint,
     read_checkpoint,
 )
-from lib.FSANet import FSANet, build_fsanet
+from lib.FSANet import FSANet, build_fsanet, checkpoint_parts
 from utils.adaxw import AdaXW
 from utils.dataset import TrainDataset
 from utils.distributed import DistInfo, all_reduce_sum, barrier, cleanup, gather_objects, init_distributed
@@ -263,7 +263,8 @@ def train_one_epoch(
     info = info or DistInfo()
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    sums = torch.zeros(6, dtype=torch.float64)  # total, P1..P4, samples
+    # total, P1..P4, samples; on the training device, where NCCL's all_reduce needs it (MPS has no float64)
+    sums = torch.zeros(6, dtype=torch.float32 if cfg.device.type == "mps" else torch.float64, device=cfg.device)
     seen, start = 0, time.perf_counter()
     bar = tqdm(loader, desc=desc, unit="batch", disable=not progress, dynamic_ncols=True, leave=False)
     for images, masks in bar:
@@ -288,7 +289,7 @@ def train_one_epoch(
             scaler.update()
             if index == cfg.record_index:
                 batch = images.shape[0]
-                values = torch.stack([total.detach(), *(loss.detach() for loss in losses)]).double().cpu()
+                values = torch.stack([total.detach(), *(loss.detach() for loss in losses)]).to(sums.dtype)
                 sums[:5] += values * batch
                 sums[5] += batch
         seen += images.shape[0]
@@ -357,15 +358,42 @@ def _add_log_file(path: Path) -> logging.Handler:
     return handler
 
 
-def _wrap_model(model: nn.Module, device: torch.device, gpus: Optional[List[int]], info: DistInfo) -> nn.Module:
+def _data_parallel_device(device: torch.device, gpus: List[int]) -> torch.device:
+    """The GPU DataParallel keeps the model on (the first of ``--gpus``), after checking the ids."""
+    count = torch.cuda.device_count()
+    absent = [g for g in gpus if g >= count]
+    if absent or len(set(gpus)) != len(gpus):
+        raise ValueError(f"--gpus {','.join(map(str, gpus))}: {count} GPUs are visible (ids 0..{count - 1}), "
+                         "each id may appear once")
+    if device.index is not None and device.index != gpus[0]:
+        raise ValueError(f"--device {device} but --gpus starts with {gpus[0]}: DataParallel keeps the model on the "
+                         "first of --gpus; drop --device or make them agree")
+    return torch.device("cuda", gpus[0])
+
+
+def data_parallel_gpus(device: torch.device, gpus: Optional[List[int]], info: DistInfo) -> List[int]:
+    """The GPUs nn.DataParallel splits each batch over (empty: no DataParallel)."""
+    if info.enabled or device.type != "cuda":
+        return []
+    gpus = gpus if gpus is not None else list(range(torch.cuda.device_count()))
+    return gpus if len(gpus) > 1 else []
+
+
+def smallest_chunk(batch: int, replicas: int) -> int:
+    """The smallest piece ``torch.chunk`` (DataParallel's scatter) cuts ``batch`` images into."""
+    if replicas <= 1:
+        return batch
+    size = -(-batch // replicas)
+    return batch % size or size
+
+
+def _wrap_model(model: nn.Module, device: torch.device, dp_gpus: List[int], info: DistInfo) -> nn.Module:
     if info.enabled:
         ids = [device.index] if device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=ids)
-    if device.type == "cuda":
-        gpus = gpus if gpus is not None else list(range(torch.cuda.device_count()))
-        if len(gpus) > 1:
-            log.info("nn.DataParallel over GPUs %s (the batch is split between them)", gpus)
-            return nn.DataParallel(model, device_ids=gpus)
+    if dp_gpus:
+        log.info("nn.DataParallel over GPUs %s (the batch is split between them)", dp_gpus)
+        return nn.DataParallel(model, device_ids=dp_gpus)
     return model
 
 
@@ -382,10 +410,13 @@ def run_training(args: argparse.Namespace) -> TrainResult:
     """Train FSANet as ``args`` (``train.py``'s options) say; see the module docstring."""
     device = resolve_device(args.device)
     info = init_distributed(device.type)
-    if info.enabled and device.type == "cuda":
-        device = torch.device("cuda", info.local_rank)
-    elif device.type == "cuda" and device.index is None and args.gpus:
-        device = torch.device("cuda", args.gpus[0])  # DataParallel keeps the model on its first GPU
+    if info.enabled:
+        device = info.device  # one process per GPU (or CPU worker)
+        if args.gpus:
+            log.warning("--gpus %s is ignored under torchrun: each process drives GPU LOCAL_RANK",
+                        ",".join(map(str, args.gpus)))
+    elif device.type == "cuda" and args.gpus:
+        device = _data_parallel_device(device, args.gpus)
     root = Path(args.out_root)
     checkpoint_dir, log_dir = root / "checkpoints" / args.train_save, root / "logs" / args.train_save
     handler = _add_log_file(log_dir / "train.log") if info.is_main else None
@@ -404,9 +435,12 @@ def _run(args: argparse.Namespace, device: torch.device, info: DistInfo, checkpo
     if args.batchsize % info.world_size:
         raise ValueError(f"--batchsize {args.batchsize} (the global batch) must divide by the {info.world_size} processes")
     per_process = args.batchsize // info.world_size
-    if per_process < 2:
-        raise ValueError("each process needs at least 2 images per batch: SFF's global branch applies BatchNorm "
-                         "to a 1×1 map, which fails on one image in training (as in the authors' model)")
+    dp_gpus = data_parallel_gpus(device, args.gpus, info)
+    if smallest_chunk(per_process, len(dp_gpus)) < 2:
+        where = f"each of the {len(dp_gpus)} DataParallel GPUs" if dp_gpus else "each process"
+        raise ValueError(f"{where} needs at least 2 images per batch (--batchsize {args.batchsize}): SFF's global "
+                         "branch applies BatchNorm to a 1×1 map, which fails on one image in training (as in the "
+                         "authors' model); raise --batchsize or use fewer GPUs (--gpus)")
     pairs = training_pairs(args.train_path, skip_unpaired=args.skip_unpaired)
     val_pairs = []
     if args.val_path:
@@ -421,8 +455,8 @@ def _run(args: argparse.Namespace, device: torch.device, info: DistInfo, checkpo
     # The radius gets no gradient in the authors' model (hard threshold); freezing it changes
     # nothing and lets DistributedDataParallel run without find_unused_parameters.
     model.frequency_branch.high_pass.radius.requires_grad_(False)
-    if args.grad_checkpoint:
-        model.set_grad_checkpointing(True)
+    if args.grad_checkpoint is not None:
+        model.set_grad_checkpointing(True, parts=checkpoint_parts(args.grad_checkpoint))
     model.to(device)
     if args.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -437,15 +471,17 @@ def _run(args: argparse.Namespace, device: torch.device, info: DistInfo, checkpo
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
     if start.extras.get("scaler"):
         scaler.load_state_dict(start.extras["scaler"])
-    wrapped = _wrap_model(model, device, args.gpus, info)
+    wrapped = _wrap_model(model, device, dp_gpus, info)
 
     dataset = TrainDataset(pairs, args.trainsize, args.cache_dir)
     sampler = DistributedSampler(dataset, info.world_size, info.rank, shuffle=True, seed=args.seed) if info.enabled else None
     per_rank_samples = len(sampler) if sampler is not None else len(dataset)
-    drop_last = per_rank_samples % per_process == 1
+    remainder = per_rank_samples % per_process
+    drop_last = remainder > 0 and smallest_chunk(remainder, len(dp_gpus)) < 2
     if drop_last:
-        log.warning("%d images with batch %d would leave a last batch of 1 image, which BatchNorm cannot train on: "
-                    "that image is skipped each epoch", per_rank_samples, per_process)
+        log.warning("%d images with batch %d leave a last batch of %d that puts 1 image on a GPU or process, which "
+                    "BatchNorm cannot train on: those images are skipped each epoch",
+                    per_rank_samples, per_process, remainder)
     generator = torch.Generator().manual_seed(args.seed)
     loader = DataLoader(dataset, batch_size=per_process, shuffle=sampler is None, sampler=sampler,
                         num_workers=args.workers, pin_memory=device.type == "cuda", drop_last=drop_last,

@@ -1,0 +1,139 @@
+"""eval.py's outputs: the Markdown table, results.csv, results.json with provenance, and the curves.
+
+Every report names how its numbers were made: the HCE rule, the Overall
+definition and the versions of the libraries the metrics depend on (HCE moves
+with OpenCV: from 4.13 on ``cv2.approxPolyDP`` measures distance to the segment).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+
+from utils.evaluation import METRIC_KEYS, OVERALL_TEXT, Curves, Results
+from utils.hce import HCE_RULE_TEXT
+from utils.pairing import DIS_SETS
+
+PathLike = Union[str, os.PathLike]
+
+#: arrows for the table header: higher or lower is better.
+BETTER = {"maxFm": "↑", "meanFm": "↑", "wFm": "↑", "MAE": "↓", "Sm": "↑", "meanEm": "↑", "maxEm": "↑", "HCE": "↓"}
+#: the distributions whose versions the metric values depend on.
+METRIC_LIBRARIES = ("pysodmetrics", "scikit-image", "numpy", "scipy")
+
+
+def opencv_distributions() -> List[str]:
+    """Installed distributions that provide the ``cv2`` package (exactly one is expected)."""
+    return sorted(set(metadata.packages_distributions().get("cv2", [])))
+
+
+def provenance(hce_rule: Optional[str]) -> Dict[str, Any]:
+    """How a table was made: the HCE rule, the Overall definition and library versions."""
+    import cv2
+
+    versions = {}
+    for name in METRIC_LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    versions["opencv"] = cv2.__version__
+    versions["opencv_distributions"] = [f"{d} {metadata.version(d)}" for d in opencv_distributions()]
+    versions["python"] = platform.python_version()
+    return {
+        "hce_rule": hce_rule,
+        "hce": HCE_RULE_TEXT[hce_rule] + " (relax 5, epsilon 2.0)" if hce_rule else "not computed",
+        "overall": OVERALL_TEXT,
+        "versions": versions,
+    }
+
+
+def provenance_line(info: Dict[str, Any]) -> str:
+    """The one line under the Markdown table."""
+    v = info["versions"]
+    return (f"{info['hce']}. {info['overall']}. pysodmetrics {v['pysodmetrics']}, OpenCV {v['opencv']}, "
+            f"scikit-image {v['scikit-image']}, numpy {v['numpy']}.")
+
+
+def _rows(results: Results) -> Tuple[List[str], List[List[Any]]]:
+    keys = [k for k in METRIC_KEYS if any(k in v for per_set in results.values() for v in per_set.values())]
+    header = ["method", "set", "num", *keys]
+    rows = [[method, set_name, values["num"], *(values.get(k, float("nan")) for k in keys)]
+            for method, per_set in results.items() for set_name, values in per_set.items()]
+    return header, rows
+
+
+def format_table(results: Results, hce_rule: Optional[str] = None, digits: int = 3) -> str:
+    """A Markdown table (also what the console shows); HCE as an integer-like number, its
+    header naming ``hce_rule``."""
+    header, rows = _rows(results)
+    shown = [h + BETTER.get(h, "") + (f" ({hce_rule})" if h == "HCE" and hce_rule else "") for h in header]
+    lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [str(row[0]), str(row[1]), str(row[2])]
+        for name, value in zip(header[3:], row[3:]):
+            cells.append(f"{value:.0f}" if name == "HCE" else f"{value:.{digits}f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_reports(results: Results, save_dir: PathLike, hce_rule: Optional[str] = "isnet") -> Dict[str, Path]:
+    """``results.md`` (rounded, with the provenance line), ``results.csv`` (unrounded, an
+    ``hce_rule`` column) and ``results.json`` (``{"results": {method: {set: {metric: value}}},
+    "provenance": …}``) in ``save_dir``."""
+    save_dir = Path(save_dir)
+    save_dir.mkdir(parents=True, exist_ok=True)
+    info = provenance(hce_rule)
+    paths = {"md": save_dir / "results.md", "csv": save_dir / "results.csv", "json": save_dir / "results.json"}
+    paths["md"].write_text(format_table(results, hce_rule) + "\n\n" + provenance_line(info) + "\n")
+    header, rows = _rows(results)
+    with paths["csv"].open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header + ["hce_rule"])
+        writer.writerows([row[:3] + [repr(float(v)) for v in row[3:]] + [hce_rule or ""] for row in rows])
+    paths["json"].write_text(json.dumps({"results": results, "provenance": info}, indent=2) + "\n")
+    return paths
+
+
+def plot_curves(curves: Curves, save_dir: PathLike) -> List[Path]:
+    """Per set: PR curves and Fβ-threshold curves of every method, as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    save_dir = Path(save_dir)
+    save_dir.mkdir(parents=True, exist_ok=True)
+    sets = sorted({s for per_set in curves.values() for s in per_set},
+                  key=lambda s: (DIS_SETS.index(s) if s in DIS_SETS else len(DIS_SETS), s))
+    written = []
+    for set_name in sets:
+        for kind in ("pr", "fm"):
+            fig, ax = plt.subplots(figsize=(4.5, 4), dpi=120)
+            for method, per_set in curves.items():
+                if set_name not in per_set:
+                    continue
+                c = per_set[set_name]
+                if kind == "pr":
+                    ax.plot(c["recall"], c["precision"], label=method)
+                else:
+                    ax.plot(np.arange(len(c["fm"])), c["fm"], label=method)
+            if kind == "pr":
+                ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=f"PR curve · {set_name}")
+            else:
+                ax.set(xlabel="threshold", ylabel="Fβ", xlim=(0, 255), ylim=(0, 1.02), title=f"Fβ curve · {set_name}")
+            ax.grid(alpha=0.3)
+            ax.legend(loc="lower left" if kind == "pr" else "lower center")
+            fig.tight_layout()
+            path = save_dir / f"{kind}_{set_name}.png"
+            fig.savefig(path)
+            plt.close(fig)
+            written.append(path)
+    return written
