@@ -16,7 +16,9 @@ import logging
 import sys
 from typing import Dict, Optional, Sequence
 
+from utils.cli import EXIT_INTERRUPTED, EXIT_REFUSED, HelpFormatter, positive_int
 from utils.evaluation import EvaluationError, evaluate
+from utils.fileio import OutputError, check_writable
 from utils.hce import HCE_RULES
 from utils.pairing import DatasetError
 from utils.reports import format_table, opencv_distributions, plot_curves, provenance, provenance_line, write_reports
@@ -32,16 +34,16 @@ def _method(text: str) -> tuple:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--pred_root", default=None, help="predictions of one method: <pred_root>/<set>/<stem>.png")
-    p.add_argument("--method_name", default="FSANet", help="its name in the table (default FSANet)")
+    p.add_argument("--method_name", default="FSANet", help="its name in the table")
     p.add_argument("--methods", type=_method, nargs="+", default=[], metavar="NAME=PATH",
                    help="several methods side by side (added to --pred_root)")
     p.add_argument("--gt_root", default="./data/TestDataset", help="folder holding <set>/GT (or <set>/gt)")
     p.add_argument("--sets", nargs="+", default=None,
                    help="sets to score (default: every set found except DIS-TR, the training set)")
     p.add_argument("--save_dir", default="./results/eval", help="results.{md,csv,json} and curves go here")
-    p.add_argument("--workers", type=int, default=1, help="processes to spread images over")
+    p.add_argument("--workers", type=positive_int, default=1, help="processes to spread the masks over")
     p.add_argument("--allow_missing", action="store_true", help="score the masks that have a prediction")
     p.add_argument("--hce_rule", choices=HCE_RULES, default="isnet",
                    help="how HCE binarises a map: isnet = IS-Net's benchmark script, map > 128 (default); "
@@ -77,6 +79,7 @@ def run_eval(args: argparse.Namespace):
         methods[name] = path
     if not methods:
         raise EvaluationError("nothing to evaluate: give --pred_root or --methods NAME=PATH")
+    check_writable(args.save_dir, "--save_dir")  # before the metrics, not after
     hce_rule = None if args.no_hce else args.hce_rule
     if hce_rule:
         _check_opencv()
@@ -93,9 +96,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     try:
         results, paths = run_eval(args)
-    except (EvaluationError, DatasetError) as error:
+    except KeyboardInterrupt:
+        log.error("interrupted; no table was written")
+        return EXIT_INTERRUPTED
+    except (EvaluationError, DatasetError, OutputError) as error:
         log.error("%s", error)
-        return 2
+        return EXIT_REFUSED
     hce_rule = None if args.no_hce else args.hce_rule
     sys.stdout.write(format_table(results, hce_rule) + "\n" + provenance_line(provenance(hce_rule)) + "\n")
     log.info("wrote %s, %s, %s%s", paths["md"], paths["csv"], paths["json"],

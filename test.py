@@ -19,28 +19,40 @@ from typing import Optional, Sequence
 import torch
 
 from lib.checkpoint import CheckpointError, build_from_checkpoint
+from utils.cli import EXIT_INTERRUPTED, EXIT_REFUSED, HelpFormatter, non_negative_int, positive_int, round_size
+from utils.fileio import OutputError, check_writable
+from utils.images import IMAGE_EXTENSIONS
 from utils.pairing import DIS_SETS, DatasetError
-from utils.predict import Job, PredictReport, find_test_sets, list_images, predict_jobs, set_jobs
+from utils.predict import (
+    PredictReport,
+    find_test_sets,
+    input_jobs,
+    list_images,
+    predict_jobs,
+    refuse_writing_into,
+    set_jobs,
+)
 from utils.training import AMP_DTYPES, resolve_device
 
 log = logging.getLogger("fsanet.test")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--pth_path", required=True,
                    help="FSANet weights: the authors' FSANet-100.pth or a checkpoint of train.py")
-    p.add_argument("--testsize", type=int, default=992, help="input side (the authors' 992; a multiple of 32)")
+    p.add_argument("--testsize", type=positive_int, default=992,
+                   help="input side (the authors' 992; rounded to a multiple of 32)")
     p.add_argument("--test_path", default="./data/TestDataset", help="folder holding the test sets")
     p.add_argument("--sets", nargs="+", default=None,
                    help=f"sets to predict (default: the evaluation sets found, {' '.join(DIS_SETS)} and any other "
                         "set folder; DIS-TR, the training set, only when named here)")
     p.add_argument("--input", default=None, help="an image or a folder of images to predict instead of test sets")
     p.add_argument("--save_path", default="./results/FSANet", help="where the maps go")
-    p.add_argument("--batch_size", type=int, default=1, help="images per forward pass")
-    p.add_argument("--workers", type=int, default=2, help="decoding processes")
+    p.add_argument("--batch_size", type=positive_int, default=1, help="images per forward pass")
+    p.add_argument("--workers", type=non_negative_int, default=2, help="decoding processes")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
-    p.add_argument("--amp", choices=sorted(AMP_DTYPES), default="none", help="mixed precision (default none)")
+    p.add_argument("--amp", choices=sorted(AMP_DTYPES), default="none", help="mixed precision")
     p.add_argument("--channels_last", action="store_true",
                    help="NHWC memory format (faster on CPU, maps within 1 grey level; README, Performance)")
     p.add_argument("--no_progress", action="store_true")
@@ -49,24 +61,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_test(args: argparse.Namespace) -> PredictReport:
     """Load the model once, predict every set (or --input), return what was written."""
-    if args.testsize % 32:
-        raise ValueError(f"--testsize must be a multiple of 32, got {args.testsize}")
+    round_size(args, "testsize", log)
     device = resolve_device(args.device)
     report = PredictReport()
+    save_path = Path(args.save_path)
     if args.input:
-        work = [("input", [Job(p, Path(args.save_path) / f"{p.stem}.png") for p in list_images(args.input, report)])]
+        images = list_images(args.input, report)
+        if not images:
+            raise DatasetError(f"--input {args.input}: no image files found (extensions: {' '.join(IMAGE_EXTENSIONS)})"
+                               + (f"; other files: {', '.join(report.skipped[:5])}" if report.skipped else ""))
+        jobs = input_jobs(images, save_path)
+        folder = Path(args.input) if Path(args.input).is_dir() else Path(args.input).parent
+        refuse_writing_into(jobs, [folder])
+        work = [("input", jobs)]
     else:
-        work = [(name, set_jobs(images, masks, Path(args.save_path) / name, report))
-                for name, images, masks in find_test_sets(args.test_path, args.sets)]
+        sets = find_test_sets(args.test_path, args.sets)
+        work = [(name, set_jobs(images, masks, save_path / name, report)) for name, images, masks in sets]
+        refuse_writing_into([job for _, jobs in work for job in jobs],
+                            [folder for _, images, masks in sets for folder in (images, masks)])
+    for folder in sorted({job.output.parent for _, jobs in work for job in jobs}):
+        check_writable(folder, "--save_path")
     model, loaded = build_from_checkpoint(args.pth_path)
     log.info("%s", loaded)
     model.to(device).eval()
     if args.channels_last:
         model.to(memory_format=torch.channels_last)
     for name, jobs in work:
+        before = len(report.written)
         predict_jobs(model, jobs, args.testsize, args.batch_size, device, AMP_DTYPES[args.amp], args.workers,
                      progress=not args.no_progress, desc=name, report=report, channels_last=args.channels_last)
-        log.info("%s: %d maps in %s", name, len(jobs), Path(args.save_path) / name if name != "input" else args.save_path)
+        log.info("%s: %d maps written in %s", name, len(report.written) - before,
+                 save_path / name if name != "input" else save_path)
     if report.skipped:
         log.warning("not images, skipped: %s", ", ".join(report.skipped))
     if report.failed:
@@ -79,9 +104,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     try:
         report = run_test(args)
-    except (DatasetError, CheckpointError, ValueError) as error:
+    except KeyboardInterrupt:
+        log.error("interrupted; the maps written so far are complete (each is written whole or not at all)")
+        return EXIT_INTERRUPTED
+    except (DatasetError, CheckpointError, OutputError, ValueError) as error:
         log.error("%s", error)
-        return 2
+        return EXIT_REFUSED
     return 1 if report.failed else 0
 
 

@@ -28,7 +28,6 @@ import os
 import pickle
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
@@ -36,6 +35,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 import torch
 from timm.models.pvt_v2 import checkpoint_filter_fn as pvt_v2_filter_fn
 from torch import nn
+
+from utils.fileio import atomic_write, temporary_name
 
 PathLike = Union[str, os.PathLike]
 StateDict = Dict[str, torch.Tensor]
@@ -111,6 +112,11 @@ def _prefixes(keys: List[str]) -> str:
 def read_checkpoint(path: PathLike) -> Any:
     """``torch.load(path, map_location="cpu", weights_only=True)`` with clear errors."""
     path = Path(path)
+    if path.is_dir():
+        files = sorted(p.name for p in path.glob("*.pth"))
+        hint = f"checkpoints in it: {', '.join(files[:8])}" if files else "it holds no .pth file"
+        raise CheckpointError(f"{path}: a folder, not a checkpoint file; give a file, e.g. {path / 'best.pth'} "
+                              f"or {path / 'latest.pth'} ({hint})")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file; check the path (pretrained files go in models/)")
     try:
@@ -118,9 +124,11 @@ def read_checkpoint(path: PathLike) -> Any:
     except pickle.UnpicklingError as err:
         text = str(err)
         if "global" in text.lower():  # a class or function reference: code on unpickling
+            named = re.search(r"GLOBAL ([\w.]+)", text) or re.search(r"global ['`]?([\w.]+)", text)
+            what = f"an object of class {named.group(1)}" if named else f"Python objects ({_first_line(text)})"
             raise CheckpointError(
-                f"{path}: refused to load: besides tensors the file carries Python objects "
-                f"that would run code when unpickled ({_first_line(text)}). Only weights are read "
+                f"{path}: refused to load: besides tensors the file carries {what}, "
+                "which would run code when unpickled. Only weights are read "
                 "(torch.load(weights_only=True)). If the file comes from a source you trust, "
                 "re-save its state dict: torch.save(obj['model'], 'clean.pth')."
             ) from None
@@ -312,6 +320,15 @@ def _check_keys(module: nn.Module, state_dict: Mapping[str, torch.Tensor], what:
     raise CheckpointError("\n".join(lines))
 
 
+def _check_finite(state_dict: Mapping[str, torch.Tensor], path: PathLike) -> None:
+    """Refuse weights holding NaN or ±inf (they give all-black maps), naming the tensors."""
+    bad = [k for k, v in state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{path}: {len(bad)} tensors hold NaN or inf values ({', '.join(bad[:6])}"
+                              f"{' …' if len(bad) > 6 else ''}); the training that wrote them diverged. Use an "
+                              "earlier checkpoint (e.g. best.pth or a numbered FSANet-N.pth)")
+
+
 def load_fsanet_weights(model: nn.Module, path: PathLike) -> LoadReport:
     """Load a whole FSANet from the authors' checkpoint, a project checkpoint or a
     bare state dict (either key naming, with or without ``module.``). Strict: any
@@ -346,7 +363,17 @@ def _load_fsanet(model: nn.Module, obj: Any, path: PathLike) -> LoadReport:
             f"{path}: checkpoint built with {config}, model built with {model_config}; "
             "build the model from the checkpoint's config (lib.checkpoint.build_from_checkpoint)"
         )
+    if layout == "fsanet_state_dict" and config is None:
+        try:
+            _check_keys(model, state_dict, "this FSANet", path)
+        except CheckpointError as error:
+            raise CheckpointError(
+                f"{error}\n  A bare state dict does not say its architecture, so the paper's FSANet was built. "
+                "For another --backbone/--channels, save it as this project's checkpoint (it records the config): "
+                "lib.checkpoint.save_checkpoint(path, model), or use the checkpoints train.py writes"
+            ) from None
     _check_keys(model, state_dict, "this FSANet", path)
+    _check_finite(state_dict, path)
     model.load_state_dict(state_dict, strict=True)
     return LoadReport(str(path), layout, len(state_dict), skipped, epoch=meta.get("epoch"), config=config)
 
@@ -434,29 +461,10 @@ def load_backbone_weights(
 # ----------------------------------------------------------------------------- writing
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def atomic_save(obj: Any, path: PathLike) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename: a kill
+    """``torch.save`` through :func:`utils.fileio.atomic_write`: a kill or a full disk
     during the write never leaves a truncated file at ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
 def atomic_copy(source: PathLike, target: PathLike) -> Path:
@@ -464,9 +472,7 @@ def atomic_copy(source: PathLike, target: PathLike) -> Path:
     system allows (no extra disk; later replacing ``source`` leaves ``target`` as
     it is), else a copy; either goes through a temporary name and ``os.replace``."""
     source, target = Path(source), Path(target)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    if tmp.exists():
-        tmp.unlink()
+    tmp = temporary_name(target)
     try:
         try:
             os.link(source, tmp)

@@ -217,7 +217,9 @@ def test_bad_data_stops_before_training_with_its_message(tmp_path, synthetic_tra
     with caplog.at_level(logging.ERROR):
         assert train_main(argv) == 2
     assert expected in caplog.text
-    assert not (tmp_path / "checkpoints").exists()
+    assert not list((tmp_path / "checkpoints").rglob("*.pth"))  # nothing trained, nothing saved
+    train_log = tmp_path / "logs" / "FSANet" / "train.log"
+    assert train_log.exists() and expected in train_log.read_text()  # the reason is in the run's log too
 
 
 def test_validation_reports_and_keeps_the_best(tmp_path, synthetic_train):

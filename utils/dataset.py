@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -27,7 +26,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import InterpolationMode
 
-from utils.images import read_mask, read_rgb
+from utils.fileio import atomic_write
+from utils.images import read_gt_mask, read_rgb
 
 PathLike = Union[str, os.PathLike]
 
@@ -35,7 +35,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: bump when the cached arrays' meaning changes: old entries are then ignored.
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: 0/1 and colour masks converted (utils.images.read_gt_mask)
 
 
 def resize_8bit(image: Image.Image, size: int) -> np.ndarray:
@@ -59,19 +59,6 @@ def cache_key(path: Path, size: int, kind: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-def _atomic_save_npy(array: np.ndarray, path: Path) -> None:
-    """np.save to a temporary file then rename: workers and ranks never read half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npy", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, array)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 class TrainDataset(Dataset):
     """(image, mask) tensors at ``trainsize`` for a list of (image path, mask path) pairs.
 
@@ -91,18 +78,22 @@ class TrainDataset(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def _decode(self, path: Path, kind: str) -> np.ndarray:
+        if kind == "image":
+            return resize_8bit(read_rgb(path), self.trainsize)
+        return resize_8bit(Image.fromarray(read_gt_mask(path)[0]), self.trainsize)
+
     def _resized(self, path: Path, kind: str) -> np.ndarray:
-        read = read_rgb if kind == "image" else read_mask
         if self.cache_dir is None:
-            return resize_8bit(read(path), self.trainsize)
+            return self._decode(path, kind)
         entry = self.cache_dir / f"{path.stem}-{kind}-{cache_key(path, self.trainsize, kind)}.npy"
         if entry.exists():
             try:
                 return np.array(np.load(entry))
-            except (OSError, ValueError):
-                pass  # unreadable entry (e.g. a disk filled up): decode again below
-        array = resize_8bit(read(path), self.trainsize)
-        _atomic_save_npy(array, entry)
+            except Exception:  # noqa: BLE001  any unreadable entry (0 bytes, truncated) is a cache miss
+                pass
+        array = self._decode(path, kind)
+        atomic_write(entry, lambda handle: np.save(handle, array))
         return array
 
     def __getitem__(self, index: int) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -28,7 +28,7 @@ import py_sod_metrics as sod
 from tqdm import tqdm
 
 from utils.hce import HCE_RULES, HumanCorrectionEffort, binarize_mask, gt_skeleton
-from utils.images import IMAGE_EXTENSIONS, MASK_EXTENSIONS, read_mask
+from utils.images import IMAGE_EXTENSIONS, MASK_EXTENSIONS, ImageReadError, describe_mask_notes, read_gt_mask, read_mask
 from utils.pairing import LAYOUTS, TE_SETS, TRAINING_SETS, chosen_set_names
 
 PathLike = Union[str, os.PathLike]
@@ -125,24 +125,32 @@ class SetMatch:
     pairs: List[Tuple[Path, Path]] = field(default_factory=list)
     missing: List[str] = field(default_factory=list)  # masks without a prediction
     not_images: List[str] = field(default_factory=list)
+    ambiguous: List[str] = field(default_factory=list)  # stems with several prediction files
+    pred_dir_exists: bool = True
 
 
-def _by_stem(folder: Path, extensions: Tuple[str, ...], not_images: List[str]) -> Dict[str, Path]:
-    files: Dict[str, Path] = {}
+def _by_stem(folder: Path, extensions: Tuple[str, ...], not_images: List[str],
+             ambiguous: Optional[List[str]] = None) -> Dict[str, Path]:
+    by_stem: Dict[str, List[Path]] = {}
     for entry in sorted(folder.iterdir()):
         if entry.is_dir() or entry.name.startswith("."):
             continue
         if entry.suffix.lower() in extensions:
-            files.setdefault(entry.stem, entry)
+            by_stem.setdefault(entry.stem, []).append(entry)
         else:
             not_images.append(str(entry))
-    return files
+    if ambiguous is not None:
+        ambiguous.extend(", ".join(str(p) for p in paths) for paths in by_stem.values() if len(paths) > 1)
+    return {stem: paths[0] for stem, paths in by_stem.items()}
 
 
 def match_set(mask_dir: Path, pred_dir: Path) -> SetMatch:
-    match = SetMatch()
+    match = SetMatch(pred_dir_exists=pred_dir.is_dir())
     masks = _by_stem(mask_dir, MASK_EXTENSIONS, match.not_images)
-    preds = _by_stem(pred_dir, IMAGE_EXTENSIONS, match.not_images) if pred_dir.is_dir() else {}
+    if not masks:
+        raise EvaluationError(f"{mask_dir}: no mask files ({' '.join(MASK_EXTENSIONS)}); the ground truth is missing "
+                              "here, not the predictions")
+    preds = _by_stem(pred_dir, IMAGE_EXTENSIONS, match.not_images, match.ambiguous) if match.pred_dir_exists else {}
     for stem, mask in masks.items():
         if stem in preds:
             match.pairs.append((preds[stem], mask))
@@ -188,19 +196,53 @@ def load_prediction(pred_path: Path, shape: Tuple[int, ...]) -> Tuple[np.ndarray
 MaskItem = Tuple[Path, Dict[str, Path]]
 
 
+@dataclass
+class ChunkOutcome:
+    """What scoring some masks found besides the metrics."""
+
+    warnings: List[str] = field(default_factory=list)
+    unreadable: Dict[str, List[str]] = field(default_factory=dict)  # method (or "masks") → "path (reason)"
+    mask_notes: Dict[str, List[str]] = field(default_factory=dict)  # utils.images.MASK_NOTES key → files
+    both_empty: Dict[str, int] = field(default_factory=dict)  # method → pairs with empty mask and prediction
+
+
 def _evaluate_chunk(
     items: Sequence[MaskItem], methods: Sequence[str], hce_rule: Optional[str]
-) -> Tuple[Dict[str, Dict[str, Any]], List[str]]:
-    metrics, warnings = {m: new_metrics(hce_rule) for m in methods}, []
+) -> Tuple[Dict[str, Dict[str, Any]], ChunkOutcome]:
+    metrics, out = {m: new_metrics(hce_rule) for m in methods}, ChunkOutcome()
     for mask_path, predictions in items:
-        gt = np.asarray(read_mask(mask_path))
+        try:
+            gt, note = read_gt_mask(mask_path)
+        except ImageReadError as error:
+            out.unreadable.setdefault("masks", []).append(str(error))
+            continue
+        if note:
+            out.mask_notes.setdefault(note, []).append(str(mask_path))
         skeleton = gt_skeleton(binarize_mask(gt)) if hce_rule is not None else None
         for method, pred_path in predictions.items():
-            pred, warning = load_prediction(pred_path, gt.shape)
+            try:
+                pred, warning = load_prediction(pred_path, gt.shape)
+            except ImageReadError as error:
+                out.unreadable.setdefault(method, []).append(str(error))
+                continue
             if warning:
-                warnings.append(warning)
+                out.warnings.append(warning)
+            if gt.max() == 0 and pred.max() == 0:
+                out.both_empty[method] = out.both_empty.get(method, 0) + 1
             step_metrics(metrics[method], pred, gt, skeleton)
-    return metrics, warnings
+    return metrics, out
+
+
+def _merge_outcomes(outcomes: Sequence[ChunkOutcome]) -> ChunkOutcome:
+    merged = ChunkOutcome()
+    for part in outcomes:
+        merged.warnings += part.warnings
+        for target, source in ((merged.unreadable, part.unreadable), (merged.mask_notes, part.mask_notes)):
+            for key, values in source.items():
+                target.setdefault(key, []).extend(values)
+        for key, count in part.both_empty.items():
+            merged.both_empty[key] = merged.both_empty.get(key, 0) + count
+    return merged
 
 
 def evaluate_masks(
@@ -210,8 +252,9 @@ def evaluate_masks(
     hce_rule: Optional[str] = "isnet",
     progress: bool = False,
     desc: str = "",
-) -> Dict[str, Tuple[Dict[str, float], Dict[str, np.ndarray]]]:
-    """``{method: (metrics, curves)}`` over ``items``, on ``workers`` processes."""
+) -> Tuple[Dict[str, Tuple[Dict[str, float], Dict[str, np.ndarray]]], ChunkOutcome]:
+    """``({method: (metrics, curves)}, outcome)`` over ``items``, on ``workers`` processes; a
+    method with no readable prediction is absent. ``outcome`` names unreadable files."""
     if hce_rule is not None and hce_rule not in HCE_RULES:
         raise EvaluationError(f"unknown HCE rule {hce_rule!r}; choose one of {', '.join(HCE_RULES)}")
     if not items:
@@ -227,19 +270,15 @@ def evaluate_masks(
         with ProcessPoolExecutor(workers) as pool:
             futures = [pool.submit(_evaluate_chunk, chunk, methods, hce_rule) for chunk in chunks]
             chunks_out = [f.result() for f in tqdm(futures, desc=desc, unit="chunk", disable=not progress, leave=False)]
-    for _, warnings in chunks_out:
-        for warning in warnings:
-            log.warning("%s", warning)
-    return {m: summarize(merge_metrics([metrics[m] for metrics, _ in chunks_out])) for m in methods}
-
-
-def evaluate_pairs(
-    pairs: Sequence[Tuple[Path, Path]], workers: int = 1, hce_rule: Optional[str] = "isnet",
-    progress: bool = False, desc: str = "",
-) -> Tuple[Dict[str, float], Dict[str, np.ndarray]]:
-    """Metrics of one method's (prediction, mask) pairs."""
-    items = [(mask, {"method": pred}) for pred, mask in pairs]
-    return evaluate_masks(items, ["method"], workers, hce_rule, progress, desc)["method"]
+    outcome = _merge_outcomes([o for _, o in chunks_out])
+    for warning in outcome.warnings:
+        log.warning("%s", warning)
+    scored = {}
+    for method in methods:
+        merged = merge_metrics([metrics[method] for metrics, _ in chunks_out])
+        if merged["mae"].maes:  # at least one readable pair
+            scored[method] = summarize(merged)
+    return scored, outcome
 
 
 def _mask_items(matches: Dict[str, SetMatch]) -> List[MaskItem]:
@@ -272,31 +311,71 @@ def evaluate(
     """Every method on every set; raises :class:`EvaluationError` for missing
     predictions unless ``allow_missing`` (then the masks without one are left out).
     ``hce_rule`` is ``"isnet"``, ``"pysod"`` or ``None`` (no HCE)."""
+    for name, root in methods.items():
+        if not Path(root).is_dir():
+            raise EvaluationError(f"predictions of {name}: {root}: no such folder (check --pred_root / --methods)")
     gt_sets = find_gt_sets(gt_root, sets)
+    for name, root in methods.items():
+        shared = {str(mask_dir) for s, mask_dir in gt_sets if (Path(root) / s).resolve() == mask_dir.resolve()}
+        if shared:
+            log.warning("predictions of %s are read from the ground-truth folder %s: every score will be perfect",
+                        name, ", ".join(sorted(shared)))
+        elif Path(root).resolve() == Path(gt_root).resolve():
+            log.warning("predictions of %s: %s is the ground-truth root (--gt_root); give the folder test.py wrote "
+                        "(its --save_path)", name, root)
     matches = {s: {m: match_set(mask_dir, Path(root) / s) for m, root in methods.items()} for s, mask_dir in gt_sets}
     not_images = sorted({f for per_method in matches.values() for match in per_method.values() for f in match.not_images})
     if not_images:
         log.warning("not images, ignored: %s", ", ".join(not_images))
-    missing = {(m, s): match.missing
-               for s, per_method in matches.items() for m, match in per_method.items() if match.missing}
-    if missing:
-        lines = [f"  {m} / {s}: {len(stems)} missing: {', '.join(stems)}" for (m, s), stems in missing.items()]
+    ambiguous = [f"  {m} / {s}: {a}" for s, per_method in matches.items() for m, match in per_method.items()
+                 for a in match.ambiguous]
+    if ambiguous:
+        raise EvaluationError("several prediction files share a stem, so which one to score is ambiguous:\n"
+                              + "\n".join(ambiguous) + "\nkeep one file per stem")
+    lines = []
+    for s, per_method in matches.items():
+        for m, match in per_method.items():
+            if not match.pred_dir_exists:
+                lines.append(f"  {m} / {s}: the folder {Path(methods[m]) / s} does not exist "
+                             f"({len(match.missing)} masks)")
+            elif match.missing:
+                lines.append(f"  {m} / {s}: {len(match.missing)} missing: {', '.join(match.missing)}")
+    if lines:
         text = "predictions missing for some masks:\n" + "\n".join(lines)
         if not allow_missing:
             raise EvaluationError(text + "\nrun test.py for them, or pass --allow_missing to score what exists")
         log.warning("%s\n--allow_missing: scoring the masks that have a prediction", text)
     results: Results = {m: {} for m in methods}
     curves: Curves = {m: {} for m in methods}
+    unreadable: List[str] = []
     for set_name, per_method in matches.items():
         present = [m for m, match in per_method.items() if match.pairs]
         for method in (m for m in per_method if m not in present):
             log.warning("%s / %s: no predictions at all, left out", method, set_name)
         if not present:
             continue
-        scored = evaluate_masks(_mask_items({m: per_method[m] for m in present}), present, workers, hce_rule,
-                                progress, f"{set_name} ({len(present)} method{'s' * (len(present) > 1)})")
+        scored, outcome = evaluate_masks(_mask_items({m: per_method[m] for m in present}), present, workers,
+                                         hce_rule, progress, f"{set_name} ({len(present)} method{'s' * (len(present) > 1)})")
+        if outcome.unreadable.get("masks"):
+            raise EvaluationError(f"{set_name}: ground-truth masks that cannot be read:\n  "
+                                  + "\n  ".join(outcome.unreadable["masks"]) + "\nreplace them and run again")
+        for line in describe_mask_notes(outcome.mask_notes, f"{set_name} ground truth"):
+            log.warning("%s", line)
+        for method, count in outcome.both_empty.items():
+            log.warning("%s / %s: %d pairs with an empty mask and an empty prediction (they score perfectly; "
+                        "check that these masks are meant to be empty)", method, set_name, count)
+        for method, files in outcome.unreadable.items():
+            unreadable += [f"  {method} / {set_name}: {f}" for f in files]
         for method, (values, set_curves) in scored.items():
-            results[method][set_name] = {**values, "num": len(per_method[method].pairs)}
+            num = len(per_method[method].pairs) - len(outcome.unreadable.get(method, []))
+            results[method][set_name] = {**values, "num": num}
             curves[method][set_name] = set_curves
+    if unreadable:
+        text = "predictions that cannot be read (counted as missing):\n" + "\n".join(unreadable)
+        if not allow_missing:
+            raise EvaluationError(text + "\nrun test.py for them again, or pass --allow_missing to score the rest")
+        log.warning("%s", text)
+    if not any(results.values()):
+        raise EvaluationError("no prediction could be scored: every set lacks predictions (see the warnings above)")
     add_overall(results)
     return results, curves

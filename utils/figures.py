@@ -21,13 +21,12 @@ from utils.predict import list_images
 PathLike = Union[str, os.PathLike]
 
 
-def _pyplot():
-    import matplotlib
+def _figure(figsize, dpi: int = 100, **subplots):
+    """A matplotlib Figure and its axes without pyplot (the process's backend is left alone)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=figsize, dpi=dpi)
+    return fig, fig.subplots(**subplots)
 
 
 #: (label, x, y, colour) of each block, and the arrows between them.
@@ -48,8 +47,7 @@ _ARROWS = [("input", "hp"), ("input", "senc"), ("hp", "fenc"), ("fenc", "mf"), (
 
 def draw_architecture(out: PathLike) -> Path:
     """This implementation's FSANet as a block diagram (module classes, widths)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(16, 5.2), dpi=110)
+    fig, ax = _figure((16, 5.2), 110)
     ax.set_xlim(-0.6, 16.6)
     ax.set_ylim(0.2, 5.8)
     ax.axis("off")
@@ -67,7 +65,6 @@ def draw_architecture(out: PathLike) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, bbox_inches="tight")
-    plt.close(fig)
     return out
 
 
@@ -82,7 +79,6 @@ def qualitative_grid(
 
     ``images`` is an image folder or a set folder (``Imgs``/``im`` + ``GT``/``gt``).
     """
-    plt = _pyplot()
     images = Path(images)
     if masks is None and not any(images.glob("*.*")):
         _, images, masks = find_layout(images, need_masks=False)
@@ -93,7 +89,7 @@ def qualitative_grid(
             raise FileNotFoundError(f"{root}: no prediction for any of {absent} (method {name}); "
                                     "point --pred at the folder holding <stem>.png maps")
     columns = ["image"] + (["mask"] if masks else []) + list(predictions)
-    fig, axes = plt.subplots(len(paths), len(columns), figsize=(2.4 * len(columns), 2.2 * len(paths)), squeeze=False)
+    fig, axes = _figure((2.4 * len(columns), 2.2 * len(paths)), nrows=len(paths), ncols=len(columns), squeeze=False)
     for row, path in enumerate(paths):
         cells = [np.asarray(read_rgb(path))]
         if masks:
@@ -112,7 +108,6 @@ def qualitative_grid(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
-    plt.close(fig)
     return out
 
 

@@ -12,21 +12,27 @@ the others:
 - masks: grey as is; RGB by Pillow's luminance; RGBA and palette-with-alpha are
   composited over black first, so a white cut-out on a transparent background
   reads as its alpha.
+- ground-truth masks (:func:`read_gt_mask`, for training, validation and
+  evaluation alike) also undo two export habits that would otherwise be read
+  silently wrong: 0/1 masks (maximum 1) are scaled to 0/255, and colour masks
+  (e.g. red on black) are read as their brightest channel instead of luminance.
+  The caller gets a note for each, to warn once per set.
+
+Pillow's decompression-bomb limit (about 179 M pixels, far above DIS5K's largest
+images) is left as it is; a file over it is named in the error.
 """
 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Tuple, Union
+from typing import Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 PathLike = Union[str, os.PathLike]
-
-#: DIS5K images are up to ~6 k px wide; Pillow's bomb check stops at ~179 M px.
-Image.MAX_IMAGE_PIXELS = None
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 MASK_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -46,17 +52,48 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     return image
 
 
-def read_rgb(path: PathLike) -> Image.Image:
-    """An image file as an 8-bit RGB Pillow image (the authors' ``convert("RGB")``)."""
-    with Image.open(path) as image:
-        image.load()
+class ImageReadError(OSError):
+    """A file that cannot be decoded; the message names it and says why."""
+
+
+@contextmanager
+def _opened(path: PathLike) -> Iterator[Image.Image]:
+    """``Image.open`` + full decode, every failure as an :class:`ImageReadError` naming the file."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            yield image
+    except Image.DecompressionBombError as error:
+        raise ImageReadError(f"{path}: larger than Pillow's limit of {Image.MAX_IMAGE_PIXELS} pixels ({error}); "
+                             "if the file is genuine, raise PIL.Image.MAX_IMAGE_PIXELS in your script") from None
+    except ImageReadError:
+        raise
+    except Exception as error:  # noqa: BLE001  (Pillow raises many types for broken files)
+        raise ImageReadError(f"{path}: cannot be decoded ({type(error).__name__}: {error})") from None
+
+
+def read_rgb(path: PathLike, exif_orientation: bool = False) -> Image.Image:
+    """An image file as an 8-bit RGB Pillow image (the authors' ``convert("RGB")``).
+
+    ``exif_orientation`` turns the pixels as the file's EXIF orientation says (what a
+    photo viewer shows); the DIS sets are read raw, as the authors read them.
+    """
+    with _opened(path) as image:
+        if exif_orientation:
+            image = ImageOps.exif_transpose(image)
         return _to_8bit(image).convert("RGB")
+
+
+def _mask_rgba_to_rgb(image: Image.Image) -> Image.Image:
+    """RGBA / LA / PA composited over black (a cut-out reads as its alpha)."""
+    rgba = np.asarray(image.convert("RGBA"), dtype=np.float64)
+    rgb = np.rint(rgba[..., :3] * rgba[..., 3:] / 255.0).astype(np.uint8)
+    return Image.fromarray(rgb)
 
 
 def read_mask(path: PathLike) -> Image.Image:
     """A mask file as an 8-bit grey Pillow image, 0 = background, 255 = object."""
-    with Image.open(path) as image:
-        image.load()
+    with _opened(path) as image:
         image = _to_8bit(image)
         if image.mode == "P" and "transparency" in image.info:
             image = image.convert("RGBA")
@@ -67,10 +104,51 @@ def read_mask(path: PathLike) -> Image.Image:
         return image.convert("L")
 
 
+#: what :func:`read_gt_mask` changed, as said in warnings.
+MASK_NOTES = {
+    "binary01": "0/1 masks (maximum value 1), scaled to 0/255",
+    "colour": "colour masks, read as their brightest channel (max of R, G, B) instead of luminance",
+}
+#: a mask is a colour mask when some pixel's channels differ by more than this (JPEG noise stays below).
+COLOUR_SPREAD = 64
+
+
+def read_gt_mask(path: PathLike) -> Tuple[np.ndarray, Optional[str]]:
+    """A ground-truth mask as an H×W uint8 array and a note (a :data:`MASK_NOTES` key, or None).
+
+    Ordinary masks give :func:`read_mask`'s array and no note.
+    """
+    note = None
+    with _opened(path) as image:
+        image = _to_8bit(image)
+        if image.mode in ("RGB", "RGBA", "P", "PA", "LA", "CMYK", "YCbCr"):
+            rgb = _mask_rgba_to_rgb(image) if image.mode in ("RGBA", "LA", "PA") or (
+                image.mode == "P" and "transparency" in image.info) else image.convert("RGB")
+            channels = np.asarray(rgb)
+            spread = channels.max(axis=-1).astype(np.int16) - channels.min(axis=-1)
+            if spread.size and spread.max() > COLOUR_SPREAD:
+                array, note = channels.max(axis=-1), "colour"
+            else:
+                array = np.asarray(read_mask(path))
+        else:
+            array = np.asarray(image.convert("L"))
+    if array.size and array.max() == 1:
+        array, note = (array * 255).astype(np.uint8), "binary01"
+    return np.ascontiguousarray(array, dtype=np.uint8), note
+
+
+def describe_mask_notes(notes: Mapping[str, Sequence[str]], where: str) -> List[str]:
+    """One warning line per kind of converted mask: the count and an example file."""
+    return [f"{where}: {len(files)} {MASK_NOTES[kind]} (e.g. {files[0]})" for kind, files in notes.items() if files]
+
+
 def image_size(path: PathLike) -> Tuple[int, int]:
     """(width, height) from the file header, without decoding the pixels."""
-    with Image.open(path) as image:
-        return image.size
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except Image.DecompressionBombError as error:
+        raise ImageReadError(f"{path}: larger than Pillow's limit of {Image.MAX_IMAGE_PIXELS} pixels ({error})") from None
 
 
 def is_image_file(path: PathLike, extensions: Tuple[str, ...] = IMAGE_EXTENSIONS) -> bool:

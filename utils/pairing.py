@@ -95,6 +95,7 @@ class PairScan:
     unreadable: List[str] = field(default_factory=list)
     duplicate_stems: List[str] = field(default_factory=list)
     size_mismatch: List[str] = field(default_factory=list)
+    ambiguous: set = field(default_factory=set)  # stems with several files in one folder
 
     @property
     def has_problems(self) -> bool:
@@ -133,6 +134,7 @@ def _list_files(folder: Path, extensions: Tuple[str, ...], scan: PairScan) -> Di
     for stem, paths in by_stem.items():
         if len(paths) > 1:
             scan.duplicate_stems.append(", ".join(str(p.relative_to(scan.root)) for p in paths))
+            scan.ambiguous.add(stem)
         else:
             files[stem] = paths[0]
     return files
@@ -149,8 +151,11 @@ def scan_pairs(root: PathLike, check_sizes: bool = True) -> PairScan:
     scan = PairScan(Path(root), layout, image_dir, mask_dir)
     images = _list_files(image_dir, IMAGE_EXTENSIONS, scan)
     masks = _list_files(mask_dir, MASK_EXTENSIONS, scan)
-    scan.images_without_mask = [str(images[s].relative_to(scan.root)) for s in sorted(set(images) - set(masks))]
-    scan.masks_without_image = [str(masks[s].relative_to(scan.root)) for s in sorted(set(masks) - set(images))]
+    # a stem with two images (or masks) is reported as ambiguous, not its partner as unpaired
+    scan.images_without_mask = [str(images[s].relative_to(scan.root))
+                                for s in sorted(set(images) - set(masks) - scan.ambiguous)]
+    scan.masks_without_image = [str(masks[s].relative_to(scan.root))
+                                for s in sorted(set(masks) - set(images) - scan.ambiguous)]
     for stem in sorted(set(images) & set(masks)):
         image, mask = images[stem], masks[stem]
         if check_sizes:
@@ -189,5 +194,9 @@ def training_pairs(root: PathLike, skip_unpaired: bool = False) -> List[Tuple[Pa
             scan.root, len(scan.size_mismatch), ", ".join(scan.size_mismatch),
         )
     if not scan.pairs:
+        if scan.size_mismatch:
+            raise DatasetError(f"{scan.root}: every one of the {len(scan.size_mismatch)} pairs has an image and a mask "
+                               "of different sizes, so none can be trained on (the layout is fine); resize the masks "
+                               "to their images")
         raise DatasetError(f"{scan.root}: no image/mask pairs to train on; {LAYOUT_HELP}")
     return scan.pairs

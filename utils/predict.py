@@ -13,7 +13,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from utils.fileio import atomic_write_bytes
 from utils.images import IMAGE_EXTENSIONS, MASK_EXTENSIONS, image_size, read_rgb
 from utils.inference import postprocess, preprocess
 from utils.pairing import DIS_SETS, DatasetError, chosen_set_names, find_layout
@@ -37,6 +38,7 @@ class Job:
     image: Path
     output: Path
     size_hw: Optional[Tuple[int, int]] = None  # None: the image's own size
+    exif: bool = False  # turn the image as its EXIF orientation says (photos, not DIS sets)
 
 
 @dataclass
@@ -117,7 +119,43 @@ def set_jobs(image_dir: Path, mask_dir: Optional[Path], out_dir: Path, report: P
             except Exception as error:  # noqa: BLE001
                 log.warning("%s: cannot read its mask %s (%s); the map gets the image's size", image, mask, error)
         jobs.append(Job(image, out_dir / f"{image.stem}.png", size))
+    _refuse_shared_outputs(jobs, "two images of a set would write one map, and eval.py matches maps by stem")
     return jobs
+
+
+def input_jobs(paths: Sequence[Path], out_dir: Path) -> List[Job]:
+    """One job per ``--input`` image, at the image's own size (EXIF-oriented); images whose
+    stems collide (``photo.jpg`` + ``photo.png``) get their extension in the name."""
+    stems: Dict[str, int] = {}
+    for path in paths:
+        stems[path.stem] = stems.get(path.stem, 0) + 1
+    jobs = []
+    for path in paths:
+        name = f"{path.stem}.png" if stems[path.stem] == 1 else f"{path.stem}_{path.suffix.lstrip('.').lower()}.png"
+        jobs.append(Job(path, out_dir / name, None, exif=True))
+    renamed = [f"{j.image.name} → {j.output.name}" for j in jobs if stems[j.image.stem] > 1]
+    if renamed:
+        log.warning("images sharing a name get their extension in the map's name: %s", ", ".join(renamed))
+    _refuse_shared_outputs(jobs, "two images would write one map")
+    return jobs
+
+
+def _refuse_shared_outputs(jobs: Sequence[Job], why: str) -> None:
+    by_output: Dict[Path, List[str]] = {}
+    for job in jobs:
+        by_output.setdefault(job.output, []).append(job.image.name)
+    shared = [f"{', '.join(images)} → {output.name}" for output, images in by_output.items() if len(images) > 1]
+    if shared:
+        raise DatasetError(f"{why}: {'; '.join(shared)}; rename or remove one of each")
+
+
+def refuse_writing_into(jobs: Sequence[Job], protected: Sequence[Path], flag: str = "--save_path") -> None:
+    """Raise when a map would be written into a folder holding inputs or masks (they could be overwritten)."""
+    guarded = {Path(p).resolve() for p in protected if p is not None}
+    hit = sorted({str(job.output.parent) for job in jobs if job.output.parent.resolve() in guarded})
+    if hit:
+        raise DatasetError(f"{flag} would write maps into {', '.join(hit)}, which holds the input images or the "
+                           "ground-truth masks (they could be overwritten); choose another folder")
 
 
 class _JobDataset(Dataset):
@@ -132,7 +170,7 @@ class _JobDataset(Dataset):
     def __getitem__(self, index: int):
         job = self.jobs[index]
         try:
-            image = read_rgb(job.image)
+            image = read_rgb(job.image, exif_orientation=job.exif)
         except Exception as error:  # noqa: BLE001  (Pillow raises many types)
             return torch.zeros(3, self.testsize, self.testsize), index, 0, 0, f"{type(error).__name__}: {error}"
         height, width = job.size_hw or (image.height, image.width)
@@ -145,9 +183,7 @@ def write_png(array: np.ndarray, path: Path) -> None:
     ok, encoded = cv2.imencode(".png", array)
     if not ok:
         raise OSError(f"{path}: PNG encoding failed")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(encoded.tobytes())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, encoded.tobytes())
 
 
 @torch.inference_mode()
@@ -194,5 +230,5 @@ def predict_jobs(
     return report
 
 
-__all__ = ["Job", "PredictReport", "find_test_sets", "list_images", "predict_jobs",
-           "set_jobs", "write_png"]
+__all__ = ["Job", "PredictReport", "find_test_sets", "input_jobs", "list_images", "predict_jobs",
+           "refuse_writing_into", "set_jobs", "write_png"]

@@ -104,10 +104,7 @@ def write_reports(results: Results, save_dir: PathLike, hce_rule: Optional[str] 
 
 def plot_curves(curves: Curves, save_dir: PathLike) -> List[Path]:
     """Per set: PR curves and Fβ-threshold curves of every method, as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the process's matplotlib backend is left alone
 
     save_dir = Path(save_dir)
     save_dir.mkdir(parents=True, exist_ok=True)
@@ -116,7 +113,8 @@ def plot_curves(curves: Curves, save_dir: PathLike) -> List[Path]:
     written = []
     for set_name in sets:
         for kind in ("pr", "fm"):
-            fig, ax = plt.subplots(figsize=(4.5, 4), dpi=120)
+            fig = Figure(figsize=(4.5, 4), dpi=120)
+            ax = fig.subplots()
             for method, per_set in curves.items():
                 if set_name not in per_set:
                     continue
@@ -134,6 +132,5 @@ def plot_curves(curves: Curves, save_dir: PathLike) -> List[Path]:
             fig.tight_layout()
             path = save_dir / f"{kind}_{set_name}.png"
             fig.savefig(path)
-            plt.close(fig)
             written.append(path)
     return written

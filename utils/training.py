@@ -39,12 +39,14 @@ from lib.checkpoint import (
 )
 from lib.FSANet import FSANet, build_fsanet, checkpoint_parts
 from utils.adaxw import AdaXW
+from utils.data_check import load_record, save_record, verify_pairs
 from utils.dataset import TrainDataset
 from utils.distributed import DistInfo, all_reduce_sum, barrier, cleanup, gather_objects, init_distributed
-from utils.images import read_mask, read_rgb
+from utils.images import describe_mask_notes, read_gt_mask, read_rgb
 from utils.inference import postprocess, preprocess
 from utils.losses import DEEP_SUPERVISION_WEIGHTS, deep_supervision_loss
-from utils.pairing import scan_pairs, training_pairs
+from utils.pairing import DatasetError, scan_pairs, training_pairs
+from utils.run_folder import RunFolderError, prepare_run_folder, release_lock
 
 log = logging.getLogger("fsanet.train")
 
@@ -198,6 +200,16 @@ def prepare_model(args: argparse.Namespace) -> Tuple[FSANet, StartState]:
         if changed:
             log.warning("resuming with recipe options that differ from the checkpoint's: %s "
                         "(the run will not equal an uninterrupted one)", "; ".join(changed))
+        used = {"backbone": meta["config"].get("backbone"), "freq_backbone": meta["config"].get("freq_backbone"),
+                "channels": meta["config"].get("channels"), "decoder_channels": meta["config"].get("decoder_channels")}
+        ignored = [f"--{k} {_plain_arg(getattr(args, k))}" for k, v in used.items()
+                   if v is not None and _plain_arg(getattr(args, k)) != _plain_arg(v)]
+        if ignored:
+            log.warning("--resume keeps the checkpoint's architecture (%s); ignored: %s",
+                        ", ".join(f"{k} {_plain_arg(v)}" for k, v in used.items()), "; ".join(ignored))
+        for key, value in used.items():  # the checkpoints of this run record what was used
+            if value is not None:
+                setattr(args, key, tuple(value) if isinstance(value, list) else value)
         log.info("resuming %s after epoch %d", path, obj["epoch"])
         return model, StartState(int(obj["epoch"]), obj.get("optimizer"), extras)
 
@@ -323,7 +335,7 @@ def validate(
     mae = MAE()
     fmeasure = FmeasureV2(metric_handlers={"fm": FmeasureHandler(with_dynamic=True, with_adaptive=False, beta=0.3)})
     for image_path, mask_path in tqdm(pairs, desc="validate", unit="img", disable=not progress, leave=False):
-        mask = np.asarray(read_mask(mask_path))
+        mask, _ = read_gt_mask(mask_path)
         x = preprocess(read_rgb(image_path), size).to(device)
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             logits = model(x)[0]
@@ -337,6 +349,41 @@ def validate(
 # ----------------------------------------------------------------------------- the run
 
 
+def verify_training_files(
+    pairs: Sequence[Tuple[Path, Path]], val_pairs: Sequence[Tuple[Path, Path]], record_path: Path, workers: int,
+    info: DistInfo, progress: bool = True,
+) -> None:
+    """Decode every training and validation file before the first step (each process
+    its share); raise one :class:`DatasetError` naming every unreadable file."""
+    everything = list(pairs) + list(val_pairs)
+    record = load_record(record_path)
+    mine = verify_pairs(everything[info.rank::info.world_size], record, max(1, workers),
+                        progress=progress and info.is_main)
+    parts = gather_objects((mine.bad, dict(mine.mask_notes), mine.record, mine.decoded), info)
+    bad = sorted(b for part in parts for b in part[0])
+    notes: Dict[str, List[str]] = {}
+    for part in parts:
+        for kind, files in part[1].items():
+            notes.setdefault(kind, []).extend(files)
+    if info.is_main:
+        for line in describe_mask_notes({k: sorted(v) for k, v in notes.items()}, "training/validation masks"):
+            log.warning("%s", line)
+        decoded = sum(part[3] for part in parts)
+        if decoded:
+            merged = dict(record)
+            for part in parts:
+                merged.update(part[2])
+            try:
+                save_record(record_path, merged)
+            except OSError as error:
+                log.warning("could not remember the checked files in %s (%s)", record_path, error)
+            log.info("checked %d files (%d decoded now, the rest remembered in %s)", 2 * len(everything),
+                     decoded, record_path)
+    if bad:
+        raise DatasetError(f"{len(bad)} training/validation files cannot be read:\n  " + "\n  ".join(bad)
+                           + "\nreplace or remove them (with their image or mask) before training")
+
+
 @dataclass
 class TrainResult:
     """What :func:`run_training` leaves behind."""
@@ -348,13 +395,20 @@ class TrainResult:
     last_checkpoint: Optional[Path]
 
 
+#: this repository's loggers; train.log receives theirs (the root logger is left to the scripts).
+PACKAGE_LOGGERS = ("fsanet", "utils", "lib", "models")
+
+
 def _add_log_file(path: Path) -> logging.Handler:
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logging.getLogger().addHandler(handler)
-    if logging.getLogger().level > logging.INFO:
-        logging.getLogger().setLevel(logging.INFO)
+    handler.setLevel(logging.INFO)
+    for name in PACKAGE_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        if logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.INFO)
     return handler
 
 
@@ -419,16 +473,44 @@ def run_training(args: argparse.Namespace) -> TrainResult:
         device = _data_parallel_device(device, args.gpus)
     root = Path(args.out_root)
     checkpoint_dir, log_dir = root / "checkpoints" / args.train_save, root / "logs" / args.train_save
-    handler = _add_log_file(log_dir / "train.log") if info.is_main else None
-    if not info.is_main:
-        logging.getLogger().setLevel(logging.ERROR)  # one voice: rank 0 logs for all processes
+    lock, handler = None, None
     try:
-        return _run(args, device, info, checkpoint_dir, log_dir)
+        error = None
+        if info.is_main:
+            try:
+                lock = prepare_run_folder(checkpoint_dir, log_dir, Path(args.resume) if args.resume else None,
+                                          getattr(args, "overwrite", False))
+            except ValueError as refused:
+                error = refused
+        _agree(info, error)
+        if info.is_main:
+            handler = _add_log_file(log_dir / "train.log")
+        else:
+            for name in PACKAGE_LOGGERS:  # one voice: rank 0 logs for all processes
+                logging.getLogger(name).setLevel(logging.ERROR)
+        try:
+            return _run(args, device, info, checkpoint_dir, log_dir)
+        except (Exception, KeyboardInterrupt) as failure:
+            if handler is not None:  # the reason goes into train.log too (the script prints it on the console)
+                text = "interrupted (Ctrl-C)" if isinstance(failure, KeyboardInterrupt) else failure
+                handler.handle(log.makeRecord(log.name, logging.ERROR, __file__, 0, "stopped: %s", (text,), None))
+            raise
     finally:
         if handler is not None:
-            logging.getLogger().removeHandler(handler)
+            for name in PACKAGE_LOGGERS:
+                logging.getLogger(name).removeHandler(handler)
             handler.close()
+        release_lock(lock)
         cleanup(info)
+
+
+def _agree(info: DistInfo, error: Optional[Exception]) -> None:
+    """Raise ``error`` (found by one process) in every process, so that none waits for the others."""
+    errors = [e for e in gather_objects(str(error) if error else None, info) if e]
+    if error is not None:
+        raise error
+    if errors:
+        raise RunFolderError(errors[0])
 
 
 def _run(args: argparse.Namespace, device: torch.device, info: DistInfo, checkpoint_dir: Path, log_dir: Path) -> TrainResult:
@@ -450,8 +532,17 @@ def _run(args: argparse.Namespace, device: torch.device, info: DistInfo, checkpo
             log.warning("validation set: %s%s", val_scan.problems(),
                         f"\n  size mismatches left out: {mismatched}" if mismatched else "")
         val_pairs = val_scan.pairs
+    record = Path(args.cache_dir) / "verified.json" if args.cache_dir else checkpoint_dir / "verified_files.json"
+    verify_training_files(pairs, val_pairs, record, args.workers, info, progress=not args.no_progress)
     seed_everything(args.seed + info.rank)
     model, start = prepare_model(args)
+    if args.resume and start.epoch >= args.epoch:
+        log.info("%s: this run is finished (epoch %d of --epoch %d); nothing to train. To train longer, "
+                 "give a larger --epoch (the LR schedule then changes)", args.resume, start.epoch, args.epoch)
+        return TrainResult(model, list(start.extras.get("history") or []), checkpoint_dir, log_dir, None)
+    if all(PolyDecay(args.epoch, args.power)(i) == 0 for i in range(start.epoch, args.epoch)):
+        log.warning("every epoch of this run has learning rate 0: the authors' poly schedule reaches 0 at its last "
+                    "epoch (--epoch %d), so nothing will be learned; use --epoch 2 or more", args.epoch)
     # The radius gets no gradient in the authors' model (hard threshold); freezing it changes
     # nothing and lets DistributedDataParallel run without find_unused_parameters.
     model.frequency_branch.high_pass.radius.requires_grad_(False)
@@ -486,9 +577,12 @@ def _run(args: argparse.Namespace, device: torch.device, info: DistInfo, checkpo
     loader = DataLoader(dataset, batch_size=per_process, shuffle=sampler is None, sampler=sampler,
                         num_workers=args.workers, pin_memory=device.type == "cuda", drop_last=drop_last,
                         generator=generator)
+    if len(dataset) < 2:
+        raise ValueError(f"{args.train_path}: {len(dataset)} usable pair; training needs at least 2 (every batch "
+                         "needs 2 images for SFF's BatchNorm): add images")
     if len(loader) == 0:
         raise ValueError(f"{args.train_path}: {len(dataset)} pairs give no full batch of {per_process}; "
-                         "add images or lower --batchsize")
+                         "add images or lower --batchsize (2 at the least)")
 
     rates = list(args.rates)
     sizes = scaled_sizes(args.trainsize, rates)

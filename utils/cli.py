@@ -1,0 +1,46 @@
+"""What the three scripts share on the command line: checked number types, the help
+formatter, rounding sizes to the network's multiple, and exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Callable
+
+#: exit codes: refused input, interrupted (as shells report SIGINT).
+EXIT_REFUSED, EXIT_INTERRUPTED = 2, 130
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module docstring as written, and every option's default in ``-h``."""
+
+
+def _number(kind: Callable, test: Callable[[float], bool], what: str) -> Callable[[str], float]:
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not test(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
+
+
+positive_int = _number(int, lambda v: v >= 1, "a whole number ≥ 1")
+non_negative_int = _number(int, lambda v: v >= 0, "a whole number ≥ 0")
+positive_float = _number(float, lambda v: v > 0, "a number > 0")
+non_negative_float = _number(float, lambda v: v >= 0, "a number ≥ 0")
+probability = _number(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+
+
+def round_size(args: argparse.Namespace, name: str, log: logging.Logger, multiple: int = 32) -> None:
+    """Round ``args.<name>`` to the nearest multiple of ``multiple`` (at least one), saying so."""
+    value = getattr(args, name)
+    if value is None or value % multiple == 0:
+        return
+    rounded = max(multiple, int(round(value / multiple)) * multiple)
+    log.warning("--%s %d is not a multiple of %d (FSANet's coarsest stride): using %d", name, value, multiple, rounded)
+    setattr(args, name, rounded)

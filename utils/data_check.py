@@ -1,0 +1,109 @@
+"""Decode every training and validation file before the first step, so that no bad file
+surfaces mid-epoch (the pairing scan reads headers only).
+
+Files are decoded in parallel threads (Pillow releases the GIL while decoding).
+What was verified is remembered in a small JSON record, keyed by path, size and
+modification time, so that a second run (or a resume) does not decode again; a
+changed file is decoded again. The record holds each mask's conversion note
+(0/1 or colour mask, see :func:`utils.images.read_gt_mask`) too, so the warning
+about them is repeated without decoding.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+from tqdm import tqdm
+
+from utils.fileio import atomic_write_text
+from utils.images import read_gt_mask, read_rgb
+
+PathLike = Union[str, os.PathLike]
+log = logging.getLogger(__name__)
+
+RECORD_VERSION = 1
+
+
+@dataclass
+class Verification:
+    """Unreadable files (``"path (reason)"``) and converted masks by note."""
+
+    bad: List[str] = field(default_factory=list)
+    mask_notes: Dict[str, List[str]] = field(default_factory=lambda: defaultdict(list))
+    record: Dict[str, str] = field(default_factory=dict)  # key → "" (ok) or a mask note
+    decoded: int = 0
+
+
+def _key(path: Path, kind: str) -> str:
+    stat = path.stat()
+    return f"{kind}|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def load_record(path: Optional[Path]) -> Dict[str, str]:
+    """A verification record, or ``{}`` when absent or unreadable (then everything is decoded)."""
+    if path is None or not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+        return dict(data["files"]) if data.get("version") == RECORD_VERSION else {}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def save_record(path: Path, record: Dict[str, str]) -> None:
+    atomic_write_text(path, json.dumps({"version": RECORD_VERSION, "files": record}) + "\n")
+
+
+def _check(item: Tuple[Path, str]) -> Tuple[Path, str, Optional[str], Optional[str]]:
+    """(path, kind, note, error) after decoding one file."""
+    path, kind = item
+    try:
+        if kind == "image":
+            read_rgb(path)
+            return path, kind, None, None
+        _, note = read_gt_mask(path)
+        return path, kind, note, None
+    except Exception as error:  # noqa: BLE001  (any decoding failure names the file)
+        return path, kind, None, str(error)
+
+
+def verify_pairs(
+    pairs: Sequence[Tuple[Path, Path]],
+    record: Optional[Dict[str, str]] = None,
+    threads: int = 2,
+    progress: bool = False,
+) -> Verification:
+    """Decode every image and mask of ``pairs`` not already in ``record`` (which is updated)."""
+    result = Verification(record=dict(record or {}))
+    todo = []
+    for image, mask in pairs:
+        for path, kind in ((Path(image), "image"), (Path(mask), "mask")):
+            try:
+                key = _key(path, kind)
+            except OSError as error:
+                result.bad.append(f"{path} ({error.strerror or error})")
+                continue
+            if key in result.record:
+                if result.record[key]:
+                    result.mask_notes[result.record[key]].append(str(path))
+            else:
+                todo.append((path, kind))
+    if todo:
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            for path, kind, note, error in tqdm(pool.map(_check, todo), total=len(todo), desc="checking files",
+                                                unit="file", disable=not progress, leave=False):
+                if error:
+                    result.bad.append(error)
+                    continue
+                result.record[_key(path, kind)] = note or ""
+                if note:
+                    result.mask_notes[note].append(str(path))
+        result.decoded = len(todo)
+    return result

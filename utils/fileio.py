@@ -1,0 +1,75 @@
+"""Writing files safely: one atomic write, and checking an output folder before any work.
+
+Every output goes through a temporary file in the target's folder, is flushed to
+disk and then renamed over the target, so a kill or a full disk never leaves a
+truncated file under the final name; the temporary file is removed on failure.
+Files get the usual permissions (0666 less the process umask), not mkstemp's 0600.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import uuid
+from pathlib import Path
+from typing import BinaryIO, Callable, Union
+
+PathLike = Union[str, os.PathLike]
+
+#: the prefix and suffix of this module's temporary files (stale ones are safe to delete).
+TMP_PREFIX, TMP_SUFFIX = ".", ".tmp"
+
+
+class OutputError(ValueError):
+    """An output location that cannot be written; the message names it and the flag."""
+
+
+def temporary_name(path: Path) -> Path:
+    return path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}")
+
+
+def atomic_write(path: PathLike, write: Callable[[BinaryIO], None]) -> Path:
+    """Call ``write(handle)`` on a temporary file next to ``path``, fsync, rename to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_name(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException as error:
+        if tmp.exists():
+            tmp.unlink()
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            kept = f"the previous {path.name} is intact" if path.exists() else "nothing was written"
+            raise OSError(errno.ENOSPC, f"no space left on device while writing {path}; {kept}") from None
+        raise
+    return path
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
+    return atomic_write(path, lambda handle: handle.write(data))
+
+
+def atomic_write_text(path: PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode())
+
+
+def check_writable(folder: PathLike, flag: str) -> Path:
+    """Create ``folder`` if needed and prove a file can be written there; else an
+    :class:`OutputError` naming the folder and ``flag`` (before any work is done)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{flag} {folder}: is a file, not a folder; give a folder path")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = temporary_name(folder / "write-test")
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise OutputError(f"{flag} {folder}: cannot write there ({error.strerror or error}); "
+                          "choose a writable folder") from None
+    return folder

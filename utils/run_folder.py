@@ -1,0 +1,132 @@
+"""A training run's folders: never replace another run, one process at a time, writable before work.
+
+``checkpoints/NAME`` holds a run once it holds a checkpoint. Starting there again
+is refused unless the run is continued (``--resume``) or deliberately replaced
+(``--overwrite``, which deletes its checkpoints and logs first, so the logs and
+tensorboard events of two runs never mix). A lock file holding the owner's pid
+refuses a second concurrent run in the same folder; a lock whose process is gone
+is taken over. Temporary files left by a kill during a save are removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import List, Optional
+
+from utils.fileio import TMP_PREFIX, TMP_SUFFIX, check_writable
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = ".train.lock"
+
+
+class RunFolderError(ValueError):
+    """A run folder that cannot be used as asked; the message says what to do."""
+
+
+def run_files(checkpoint_dir: Path) -> List[str]:
+    """The checkpoint files that make ``checkpoint_dir`` hold a run."""
+    if not checkpoint_dir.is_dir():
+        return []
+    return sorted(p.name for p in checkpoint_dir.glob("*.pth"))
+
+
+def log_files(log_dir: Path) -> List[Path]:
+    if not log_dir.is_dir():
+        return []
+    return sorted([*log_dir.glob("train.log"), *log_dir.glob("events.out.tfevents.*")])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def acquire_lock(checkpoint_dir: Path) -> Path:
+    """Create the run's lock file, or raise naming the process that holds it."""
+    lock = checkpoint_dir / LOCK_NAME
+    host = socket.gethostname()
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            try:
+                owner_host, owner_pid = lock.read_text().split()[:2]
+                pid = int(owner_pid)
+            except (OSError, ValueError):
+                owner_host, pid = host, -1
+            if owner_host == host and pid > 0 and not _alive(pid):
+                log.warning("%s: taking over the lock of process %d, which has ended", checkpoint_dir, pid)
+                lock.unlink(missing_ok=True)
+                continue
+            raise RunFolderError(
+                f"{checkpoint_dir}: another training run is using this folder (pid {pid} on {owner_host}, "
+                f"lock file {lock}); wait for it, stop it, or use another --train_save"
+            ) from None
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"{host} {os.getpid()}\n")
+        return lock
+    raise RunFolderError(f"{lock}: could not take the lock")
+
+
+def release_lock(lock: Optional[Path]) -> None:
+    if lock is not None:
+        try:
+            if lock.read_text().split()[1] == str(os.getpid()):
+                lock.unlink()
+        except (OSError, IndexError):
+            pass
+
+
+def remove_stale_temporaries(folder: Path) -> List[str]:
+    """Delete the temporary files an interrupted save left (only this code's own pattern)."""
+    removed = []
+    for path in folder.glob(f"{TMP_PREFIX}*{TMP_SUFFIX}"):
+        if path.is_file():
+            path.unlink()
+            removed.append(path.name)
+    if removed:
+        log.info("%s: removed %d temporary files left by an interrupted save", folder, len(removed))
+    return removed
+
+
+def prepare_run_folder(checkpoint_dir: Path, log_dir: Path, resume_from: Optional[Path], overwrite: bool) -> Path:
+    """Check, clear (``overwrite``) and lock the run's folders; returns the lock file.
+
+    ``resume_from`` is the checkpoint a resumed run continues. Raises
+    :class:`RunFolderError` when the folder holds a run that would be replaced (a
+    resume continues its own folder only), when another process trains there, or
+    when a folder is not writable.
+    """
+    existing = run_files(checkpoint_dir)
+    resume = resume_from is not None and (resume_from if resume_from.is_dir() else resume_from.parent).resolve() \
+        == checkpoint_dir.resolve()
+    if existing and not (resume or overwrite):
+        raise RunFolderError(
+            f"{checkpoint_dir} already holds a run ({', '.join(existing[:4])}{' …' if len(existing) > 4 else ''}); "
+            f"continue it with --resume {checkpoint_dir}, replace it with --overwrite, "
+            "or give this run another --train_save"
+        )
+    check_writable(checkpoint_dir, "--out_root/checkpoints/--train_save")
+    check_writable(log_dir, "--out_root/logs/--train_save")
+    lock = acquire_lock(checkpoint_dir)
+    try:
+        remove_stale_temporaries(checkpoint_dir)
+        if overwrite and not resume:
+            doomed = [checkpoint_dir / name for name in existing] + log_files(log_dir)
+            for path in doomed:
+                path.unlink()
+            if doomed:
+                log.warning("--overwrite: deleted the previous run's %s", ", ".join(p.name for p in doomed))
+    except BaseException:
+        release_lock(lock)
+        raise
+    return lock
