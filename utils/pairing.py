@@ -67,6 +67,9 @@ def find_layout(root: PathLike, need_masks: bool = True) -> Tuple[str, Path, Opt
     folder ``None``).
     """
     root = Path(root)
+    if root.is_file():
+        raise DatasetError(f"{root}: a file; give the dataset folder that holds the image and mask folders; "
+                           f"{LAYOUT_HELP}")
     if not root.is_dir():
         raise DatasetError(f"{root}: no such folder; {LAYOUT_HELP}")
     for name, (images, masks) in LAYOUTS.items():

@@ -42,6 +42,7 @@ from utils.adaxw import AdaXW
 from utils.data_check import load_record, save_record, verify_pairs
 from utils.dataset import TrainDataset
 from utils.distributed import DistInfo, all_reduce_sum, barrier, cleanup, gather_objects, init_distributed
+from utils.fileio import check_writable
 from utils.images import describe_mask_notes, read_gt_mask, read_rgb
 from utils.inference import postprocess, preprocess
 from utils.losses import DEEP_SUPERVISION_WEIGHTS, deep_supervision_loss
@@ -532,14 +533,16 @@ def _run(args: argparse.Namespace, device: torch.device, info: DistInfo, checkpo
             log.warning("validation set: %s%s", val_scan.problems(),
                         f"\n  size mismatches left out: {mismatched}" if mismatched else "")
         val_pairs = val_scan.pairs
-    record = Path(args.cache_dir) / "verified.json" if args.cache_dir else checkpoint_dir / "verified_files.json"
-    verify_training_files(pairs, val_pairs, record, args.workers, info, progress=not args.no_progress)
+    if args.cache_dir:
+        check_writable(args.cache_dir, "--cache_dir")
     seed_everything(args.seed + info.rank)
     model, start = prepare_model(args)
     if args.resume and start.epoch >= args.epoch:
         log.info("%s: this run is finished (epoch %d of --epoch %d); nothing to train. To train longer, "
                  "give a larger --epoch (the LR schedule then changes)", args.resume, start.epoch, args.epoch)
         return TrainResult(model, list(start.extras.get("history") or []), checkpoint_dir, log_dir, None)
+    record = Path(args.cache_dir) / "verified.json" if args.cache_dir else checkpoint_dir / "verified_files.json"
+    verify_training_files(pairs, val_pairs, record, args.workers, info, progress=not args.no_progress)
     if all(PolyDecay(args.epoch, args.power)(i) == 0 for i in range(start.epoch, args.epoch)):
         log.warning("every epoch of this run has learning rate 0: the authors' poly schedule reaches 0 at its last "
                     "epoch (--epoch %d), so nothing will be learned; use --epoch 2 or more", args.epoch)
