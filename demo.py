@@ -40,17 +40,45 @@ def run_demo(out: Path, quick: bool = False, figures: Optional[Path] = None) -> 
     log.info("1/5 generating %d training pairs and %d per test set (%d px)", n_train, n_test, size)
     write_dataset(data / "TrainDataset", n_train, size, "authors", seed=0)
     for index, name in enumerate(DIS_SETS):  # both layouts: DIS-VD like the authors', the rest like DIS5K
-        write_dataset(data / "TestDataset" / name, n_test, (size, size * 3 // 4), "authors" if index == 0 else "dis5k",
-                      seed=100 + index)
+        write_dataset(
+            data / "TestDataset" / name,
+            n_test,
+            (size, size * 3 // 4),
+            "authors" if index == 0 else "dis5k",
+            seed=100 + index,
+        )
 
     log.info("2/5 training %d epoch(s) at %d px", epochs, trainsize)
-    train_args = train_cli.build_parser().parse_args([
-        "--train_path", str(data / "TrainDataset"), "--train_save", "demo", "--out_root", str(out),
-        "--device", "cpu", "--epoch", str(epochs), "--batchsize", "4", "--trainsize", str(trainsize),
-        "--radius", "24", "--workers", "0", "--save_every", "1", "--no_progress", "--overwrite",
-        "--val_path", str(data / "TestDataset" / "DIS-VD"), *SMALL_MODEL,
-        *(["--rates", "1"] if quick else []),
-    ])
+    train_args = train_cli.build_parser().parse_args(
+        [
+            "--train_path",
+            str(data / "TrainDataset"),
+            "--train_save",
+            "demo",
+            "--out_root",
+            str(out),
+            "--device",
+            "cpu",
+            "--epoch",
+            str(epochs),
+            "--batchsize",
+            "4",
+            "--trainsize",
+            str(trainsize),
+            "--radius",
+            "24",
+            "--workers",
+            "0",
+            "--save_every",
+            "1",
+            "--no_progress",
+            "--overwrite",
+            "--val_path",
+            str(data / "TestDataset" / "DIS-VD"),
+            *SMALL_MODEL,
+            *(["--rates", "1"] if quick else []),
+        ]
+    )
     trained = run_training(train_args)
 
     log.info("3/5 test.py on %s", ", ".join(DIS_SETS))
@@ -60,28 +88,63 @@ def run_demo(out: Path, quick: bool = False, figures: Optional[Path] = None) -> 
         methods["FSANet-epoch1"] = results_dir / "FSANet-epoch1"
     for name, save in methods.items():
         checkpoint = trained.checkpoint_dir / ("latest.pth" if name == "FSANet" else "FSANet-1.pth")
-        test_cli.run_test(test_cli.build_parser().parse_args([
-            "--pth_path", str(checkpoint), "--test_path", str(data / "TestDataset"), "--save_path", str(save),
-            "--testsize", str(trainsize), "--device", "cpu", "--workers", "0", "--batch_size", "2", "--no_progress",
-        ]))
+        test_cli.run_test(
+            test_cli.build_parser().parse_args(
+                [
+                    "--pth_path",
+                    str(checkpoint),
+                    "--test_path",
+                    str(data / "TestDataset"),
+                    "--save_path",
+                    str(save),
+                    "--testsize",
+                    str(trainsize),
+                    "--device",
+                    "cpu",
+                    "--workers",
+                    "0",
+                    "--batch_size",
+                    "2",
+                    "--no_progress",
+                ]
+            )
+        )
 
     log.info("4/5 eval.py")
     eval_dir = results_dir / "eval"
-    results, paths = evaluation_cli.run_eval(evaluation_cli.build_parser().parse_args([
-        "--gt_root", str(data / "TestDataset"), "--save_dir", str(eval_dir), "--no_progress",
-        "--methods", *(f"{name}={path}" for name, path in methods.items()),
-    ]))
+    results, paths = evaluation_cli.run_eval(
+        evaluation_cli.build_parser().parse_args(
+            [
+                "--gt_root",
+                str(data / "TestDataset"),
+                "--save_dir",
+                str(eval_dir),
+                "--no_progress",
+                "--methods",
+                *(f"{name}={path}" for name, path in methods.items()),
+            ]
+        )
+    )
 
     figures = figures or out / "figures"
     log.info("5/5 figures in %s", figures)
     draw_architecture(figures / "architecture.png")
-    qualitative_grid(data / "TestDataset" / "DIS-TE1", {name: path / "DIS-TE1" for name, path in methods.items()},
-                     figures / "demo_grid.png", count=3)
+    qualitative_grid(
+        data / "TestDataset" / "DIS-TE1",
+        {name: path / "DIS-TE1" for name, path in methods.items()},
+        figures / "demo_grid.png",
+        count=3,
+    )
     for kind in ("pr", "fm"):
         shutil.copyfile(eval_dir / f"{kind}_DIS-TE1.png", figures / f"demo_{kind}_DIS-TE1.png")
     sys.stdout.write(format_table(results, "isnet") + "\n\n" + provenance_line(provenance("isnet")) + "\n")
-    log.info("done: checkpoints in %s, maps in %s, tables in %s, figures in %s",
-             trained.checkpoint_dir, results_dir, eval_dir, figures)
+    log.info(
+        "done: checkpoints in %s, maps in %s, tables in %s, figures in %s",
+        trained.checkpoint_dir,
+        results_dir,
+        eval_dir,
+        figures,
+    )
     return results
 
 

@@ -37,17 +37,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--pred_root", default=None, help="predictions of one method: <pred_root>/<set>/<stem>.png")
     p.add_argument("--method_name", default="FSANet", help="its name in the table")
-    p.add_argument("--methods", type=_method, nargs="+", default=[], metavar="NAME=PATH",
-                   help="several methods side by side (added to --pred_root)")
+    p.add_argument(
+        "--methods",
+        type=_method,
+        nargs="+",
+        default=[],
+        metavar="NAME=PATH",
+        help="several methods side by side (added to --pred_root)",
+    )
     p.add_argument("--gt_root", default="./data/TestDataset", help="folder holding <set>/GT (or <set>/gt)")
-    p.add_argument("--sets", nargs="+", default=None,
-                   help="sets to score (default: every set found except DIS-TR, the training set)")
+    p.add_argument(
+        "--sets", nargs="+", default=None, help="sets to score (default: every set found except DIS-TR, the training set)"
+    )
     p.add_argument("--save_dir", default="./results/eval", help="results.{md,csv,json} and curves go here")
     p.add_argument("--workers", type=positive_int, default=1, help="processes to spread the masks over")
     p.add_argument("--allow_missing", action="store_true", help="score the masks that have a prediction")
-    p.add_argument("--hce_rule", choices=HCE_RULES, default="isnet",
-                   help="how HCE binarises a map: isnet = IS-Net's benchmark script, map > 128 (default); "
-                        "pysod = pysodmetrics' default, min-max then > 0.5 (MVANet's evaluation)")
+    p.add_argument(
+        "--hce_rule",
+        choices=HCE_RULES,
+        default="isnet",
+        help="how HCE binarises a map: isnet = IS-Net's benchmark script, map > 128 (default); "
+        "pysod = pysodmetrics' default, min-max then > 0.5 (MVANet's evaluation)",
+    )
     p.add_argument("--no_hce", action="store_true", help="skip HCE (the slowest metric)")
     p.add_argument("--no_curves", action="store_true", help="do not draw the PR / Fβ curves")
     p.add_argument("--no_progress", action="store_true")
@@ -60,13 +71,20 @@ def _check_opencv() -> None:
 
     providers = opencv_distributions()
     if len(providers) > 1:
-        log.warning("%d OpenCV distributions provide cv2 (%s); which one is imported depends on install order. "
-                    "Keep only opencv-python-headless (pip uninstall the others, then "
-                    "pip install --force-reinstall -r requirements.txt)", len(providers), ", ".join(providers))
+        log.warning(
+            "%d OpenCV distributions provide cv2 (%s); which one is imported depends on install order. "
+            "Keep only opencv-python-headless (pip uninstall the others, then "
+            "pip install --force-reinstall -r requirements.txt)",
+            len(providers),
+            ", ".join(providers),
+        )
     major_minor = tuple(int(x) for x in cv2.__version__.split(".")[:2])
     if major_minor >= (4, 13):
-        log.warning("OpenCV %s: from 4.13 on cv2.approxPolyDP changed and HCE differs from the published tables "
-                    "by up to ±4 per image; requirements.txt pins 4.12", cv2.__version__)
+        log.warning(
+            "OpenCV %s: from 4.13 on cv2.approxPolyDP changed and HCE differs from the published tables "
+            "by up to ±4 per image; requirements.txt pins 4.12",
+            cv2.__version__,
+        )
 
 
 def run_eval(args: argparse.Namespace):
@@ -83,8 +101,9 @@ def run_eval(args: argparse.Namespace):
     hce_rule = None if args.no_hce else args.hce_rule
     if hce_rule:
         _check_opencv()
-    results, curves = evaluate(methods, args.gt_root, args.sets, args.workers, args.allow_missing,
-                               hce_rule=hce_rule, progress=not args.no_progress)
+    results, curves = evaluate(
+        methods, args.gt_root, args.sets, args.workers, args.allow_missing, hce_rule=hce_rule, progress=not args.no_progress
+    )
     paths = write_reports(results, args.save_dir, hce_rule)
     if not args.no_curves:
         paths["curves"] = plot_curves(curves, args.save_dir)
@@ -104,8 +123,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_REFUSED
     hce_rule = None if args.no_hce else args.hce_rule
     sys.stdout.write(format_table(results, hce_rule) + "\n" + provenance_line(provenance(hce_rule)) + "\n")
-    log.info("wrote %s, %s, %s%s", paths["md"], paths["csv"], paths["json"],
-             f" and {len(paths.get('curves', []))} curve plots" if paths.get("curves") else "")
+    log.info(
+        "wrote %s, %s, %s%s",
+        paths["md"],
+        paths["csv"],
+        paths["json"],
+        f" and {len(paths.get('curves', []))} curve plots" if paths.get("curves") else "",
+    )
     return 0
 
 

@@ -39,22 +39,31 @@ log = logging.getLogger("fsanet.test")
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    p.add_argument("--pth_path", required=True,
-                   help="FSANet weights: the authors' FSANet-100.pth or a checkpoint of train.py")
-    p.add_argument("--testsize", type=positive_int, default=992,
-                   help="input side (the authors' 992; rounded to a multiple of 32)")
+    p.add_argument(
+        "--pth_path", required=True, help="FSANet weights: the authors' FSANet-100.pth or a checkpoint of train.py"
+    )
+    p.add_argument(
+        "--testsize", type=positive_int, default=992, help="input side (the authors' 992; rounded to a multiple of 32)"
+    )
     p.add_argument("--test_path", default="./data/TestDataset", help="folder holding the test sets")
-    p.add_argument("--sets", nargs="+", default=None,
-                   help=f"sets to predict (default: the evaluation sets found, {' '.join(DIS_SETS)} and any other "
-                        "set folder; DIS-TR, the training set, only when named here)")
+    p.add_argument(
+        "--sets",
+        nargs="+",
+        default=None,
+        help=f"sets to predict (default: the evaluation sets found, {' '.join(DIS_SETS)} and any other "
+        "set folder; DIS-TR, the training set, only when named here)",
+    )
     p.add_argument("--input", default=None, help="an image or a folder of images to predict instead of test sets")
     p.add_argument("--save_path", default="./results/FSANet", help="where the maps go")
     p.add_argument("--batch_size", type=positive_int, default=1, help="images per forward pass")
     p.add_argument("--workers", type=non_negative_int, default=2, help="decoding processes")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--amp", choices=sorted(AMP_DTYPES), default="none", help="mixed precision")
-    p.add_argument("--channels_last", action="store_true",
-                   help="NHWC memory format (faster on CPU, maps within 1 grey level; README, Performance)")
+    p.add_argument(
+        "--channels_last",
+        action="store_true",
+        help="NHWC memory format (faster on CPU, maps within 1 grey level; README, Performance)",
+    )
     p.add_argument("--no_progress", action="store_true")
     return p
 
@@ -68,8 +77,10 @@ def run_test(args: argparse.Namespace) -> PredictReport:
     if args.input:
         images = list_images(args.input, report)
         if not images:
-            raise DatasetError(f"--input {args.input}: no image files found (extensions: {' '.join(IMAGE_EXTENSIONS)})"
-                               + (f"; other files: {', '.join(report.skipped[:5])}" if report.skipped else ""))
+            raise DatasetError(
+                f"--input {args.input}: no image files found (extensions: {' '.join(IMAGE_EXTENSIONS)})"
+                + (f"; other files: {', '.join(report.skipped[:5])}" if report.skipped else "")
+            )
         jobs = input_jobs(images, save_path)
         folder = Path(args.input) if Path(args.input).is_dir() else Path(args.input).parent
         refuse_writing_into(jobs, [folder])
@@ -77,8 +88,9 @@ def run_test(args: argparse.Namespace) -> PredictReport:
     else:
         sets = find_test_sets(args.test_path, args.sets)
         work = [(name, set_jobs(images, masks, save_path / name, report)) for name, images, masks in sets]
-        refuse_writing_into([job for _, jobs in work for job in jobs],
-                            [folder for _, images, masks in sets for folder in (images, masks)])
+        refuse_writing_into(
+            [job for _, jobs in work for job in jobs], [folder for _, images, masks in sets for folder in (images, masks)]
+        )
     for folder in sorted({job.output.parent for _, jobs in work for job in jobs}):
         check_writable(folder, "--save_path")
     model, loaded = build_from_checkpoint(args.pth_path)
@@ -88,10 +100,25 @@ def run_test(args: argparse.Namespace) -> PredictReport:
         model.to(memory_format=torch.channels_last)
     for name, jobs in work:
         before = len(report.written)
-        predict_jobs(model, jobs, args.testsize, args.batch_size, device, AMP_DTYPES[args.amp], args.workers,
-                     progress=not args.no_progress, desc=name, report=report, channels_last=args.channels_last)
-        log.info("%s: %d maps written in %s", name, len(report.written) - before,
-                 save_path / name if name != "input" else save_path)
+        predict_jobs(
+            model,
+            jobs,
+            args.testsize,
+            args.batch_size,
+            device,
+            AMP_DTYPES[args.amp],
+            args.workers,
+            progress=not args.no_progress,
+            desc=name,
+            report=report,
+            channels_last=args.channels_last,
+        )
+        log.info(
+            "%s: %d maps written in %s",
+            name,
+            len(report.written) - before,
+            save_path / name if name != "input" else save_path,
+        )
     if report.skipped:
         log.warning("not images, skipped: %s", ", ".join(report.skipped))
     if report.failed:

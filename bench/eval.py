@@ -1,7 +1,7 @@
 """Images/s of eval.py's metric computation with 1 and N workers, with and without HCE,
 and the gain of sharing each mask's skeleton between several methods.
 
-    python bench/eval.py --count 16 --width 2048 --height 1536 --workers 2 --methods 3
+    python -m bench.eval --count 16 --width 2048 --height 1536 --workers 2 --methods 3
 
 Generates DIS-sized masks and noisy predictions once in --data, then times
 utils.evaluation.evaluate (what eval.py runs) on them. For --methods M it times
@@ -16,18 +16,16 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from utils.evaluation import evaluate
+from utils.synthetic import make_sample
 
-from utils.evaluation import evaluate  # noqa: E402
-from utils.synthetic import make_sample  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_data(root: Path, count: int, width: int, height: int) -> None:
@@ -89,8 +87,13 @@ def main() -> None:
             print(f"  {hce} HCE: {args.workers} workers = {many / one:.2f}× one worker")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"config": vars(args), "env": {"machine": platform.machine(), "cpus": os.cpu_count()},
-                               "results": results}, indent=2) + "\n")
+    out.write_text(
+        json.dumps(
+            {"config": vars(args), "env": {"machine": platform.machine(), "cpus": os.cpu_count()}, "results": results},
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

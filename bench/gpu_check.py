@@ -1,7 +1,7 @@
 """Prove the GPU paths on whatever GPUs are visible: one table, JSON in bench/results/.
 
-    python bench/gpu_check.py            # or: bash bench/gpu_check.sh
-    python bench/gpu_check.py --cpu_smoke  # the same plumbing on CPU at toy sizes (what the test suite runs)
+    python -m bench.gpu_check            # or: bash bench/gpu_check.sh
+    python -m bench.gpu_check --cpu_smoke  # the same plumbing on CPU at toy sizes (what the test suite runs)
 
 Runs, each as its own process on generated data: a few training steps with
 DataParallel over all GPUs; the same under ``torchrun --nproc_per_node N``; AMP
@@ -25,10 +25,9 @@ import time
 from pathlib import Path
 from typing import Dict, List
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import torch
 
-import torch  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 SMALL = ["--backbone", "pvt_v2_b0", "--channels", "32", "64", "160", "256", "--decoder_channels", "32", "--radius", "8"]
 
@@ -39,8 +38,12 @@ def _run(name: str, cmd: List[str], log_dir: Path, env: Dict[str, str]) -> Dict:
     seconds = time.perf_counter() - start
     (log_dir / f"{name}.log").write_text(" ".join(cmd) + "\n\n" + proc.stdout + proc.stderr)
     tail = (proc.stderr.strip().splitlines() or [""])[-1][:160]
-    return {"check": name, "ok": proc.returncode == 0, "seconds": round(seconds, 1),
-            "note": "" if proc.returncode == 0 else f"exit {proc.returncode}: {tail}"}
+    return {
+        "check": name,
+        "ok": proc.returncode == 0,
+        "seconds": round(seconds, 1),
+        "note": "" if proc.returncode == 0 else f"exit {proc.returncode}: {tail}",
+    }
 
 
 def checks(work: Path, gpus: int, cpu: bool, weights: str = None) -> List[tuple]:
@@ -49,39 +52,132 @@ def checks(work: Path, gpus: int, cpu: bool, weights: str = None) -> List[tuple]
     data = work / "data"
     size, batch = ("64", "2") if cpu else ("256", str(2 * max(gpus, 1)))
     device = ["--device", "cpu"] if cpu else []
-    train = [py, "train.py", "--train_path", str(data), "--out_root", str(work), "--epoch", "1", "--workers", "0",
-             "--trainsize", size, "--batchsize", batch, "--no_progress", "--save_every", "1", *SMALL, *device]
+    train = [
+        py,
+        "train.py",
+        "--train_path",
+        str(data),
+        "--out_root",
+        str(work),
+        "--epoch",
+        "1",
+        "--workers",
+        "0",
+        "--trainsize",
+        size,
+        "--batchsize",
+        batch,
+        "--no_progress",
+        "--save_every",
+        "1",
+        *SMALL,
+        *device,
+    ]
     rows = [
-        ("train DataParallel" if gpus > 1 else "train one GPU" if not cpu else "train CPU",
-         train + ["--train_save", "dp"], None),
+        (
+            "train DataParallel" if gpus > 1 else "train one GPU" if not cpu else "train CPU",
+            train + ["--train_save", "dp"],
+            None,
+        ),
         ("train bf16", train + ["--train_save", "bf16", "--amp", "bf16"], None),
         ("train fp16 (GradScaler)", train + ["--train_save", "fp16", "--amp", "fp16"], None),
         ("train --grad_checkpoint all", train + ["--train_save", "ckpt", "--grad_checkpoint", "all"], None),
         ("train --channels_last", train + ["--train_save", "nhwc", "--channels_last"], None),
-        ("resume to epoch 2", [*train[:train.index("--epoch")], "--epoch", "2",
-                               *train[train.index("--epoch") + 2:], "--resume", str(work / "checkpoints" / "dp"),
-                               "--train_save", "dp"], None),
+        (
+            "resume to epoch 2",
+            [
+                *train[: train.index("--epoch")],
+                "--epoch",
+                "2",
+                *train[train.index("--epoch") + 2 :],
+                "--resume",
+                str(work / "checkpoints" / "dp"),
+                "--train_save",
+                "dp",
+            ],
+            None,
+        ),
     ]
     nproc = 2 if cpu else gpus
     if nproc > 1:
-        rows.append((f"torchrun --nproc_per_node {nproc}",
-                     [py, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-                      *train[1:], "--train_save", "ddp", "--batchsize", str(2 * nproc)], None))
+        rows.append(
+            (
+                f"torchrun --nproc_per_node {nproc}",
+                [
+                    py,
+                    "-m",
+                    "torch.distributed.run",
+                    "--standalone",
+                    f"--nproc_per_node={nproc}",
+                    *train[1:],
+                    "--train_save",
+                    "ddp",
+                    "--batchsize",
+                    str(2 * nproc),
+                ],
+                None,
+            )
+        )
     maps_size = "64" if cpu else "1024"
     for amp in ("bf16", "fp16"):
         if cpu and amp == "fp16":
             continue
         out = work / f"maps_{amp}.json"
-        rows.append((f"test.py maps {amp} vs fp32 (grey levels)",
-                     [py, "bench/model.py", "--size", maps_size, "--modes", "infer", "--runs", "1", "--warmup", "0",
-                      "--amp", amp, "--check_maps", "--json", str(out), *(["--device", "cpu"] if cpu else []),
-                      *(["--weights", weights] if weights else [])], out))
+        rows.append(
+            (
+                f"test.py maps {amp} vs fp32 (grey levels)",
+                [
+                    py,
+                    "-m",
+                    "bench.model",
+                    "--size",
+                    maps_size,
+                    "--modes",
+                    "infer",
+                    "--runs",
+                    "1",
+                    "--warmup",
+                    "0",
+                    "--amp",
+                    amp,
+                    "--check_maps",
+                    "--json",
+                    str(out),
+                    *(["--device", "cpu"] if cpu else []),
+                    *(["--weights", weights] if weights else []),
+                ],
+                out,
+            )
+        )
     step_size, step_batch = ("64", "2") if cpu else ("928", "8")
     out = work / "largest_step.json"
-    rows.append(("largest step: bf16 + encoder checkpointing",
-                 [py, "bench/model.py", "--size", step_size, "--train_batch", step_batch, "--modes", "train",
-                  "--runs", "1", "--warmup", "1", "--amp", "bf16", "--grad_checkpoint", "--json", str(out),
-                  *(["--device", "cpu"] if cpu else [])], out))
+    rows.append(
+        (
+            "largest step: bf16 + encoder checkpointing",
+            [
+                py,
+                "-m",
+                "bench.model",
+                "--size",
+                step_size,
+                "--train_batch",
+                step_batch,
+                "--modes",
+                "train",
+                "--runs",
+                "1",
+                "--warmup",
+                "1",
+                "--amp",
+                "bf16",
+                "--grad_checkpoint",
+                "--json",
+                str(out),
+                *(["--device", "cpu"] if cpu else []),
+            ],
+            out,
+        )
+    )
     return rows
 
 
@@ -115,24 +211,28 @@ def main() -> int:
                 row["ok"] = data["maps_max_grey_diff"] <= 1 or args.cpu_smoke  # CPU bf16 is emulated: report only
             if "train_peak_mb" in data:
                 size, batch = (64, 2) if args.cpu_smoke else (928, 8)
-                model = estimate_training_memory(build_fsanet, size, batch, "bf16", ("encoder",),
-                                                 "cpu" if args.cpu_smoke else "cuda")
+                model = estimate_training_memory(
+                    build_fsanet, size, batch, "bf16", ("encoder",), "cpu" if args.cpu_smoke else "cuda"
+                )
                 row["peak_allocated_bytes"] = int(data["train_peak_mb"] * 2**20)
                 row["memory_model_bytes"] = model.total_bytes
-                row["note"] = (f"peak {data['train_peak_mb'] / 1024:.2f} GiB (measured"
-                               f"{', process RSS' if args.cpu_smoke else ''}), memory model "
-                               f"{model.total_bytes / 2**30:.2f} GiB")
+                row["note"] = (
+                    f"peak {data['train_peak_mb'] / 1024:.2f} GiB (measured"
+                    f"{', process RSS' if args.cpu_smoke else ''}), memory model "
+                    f"{model.total_bytes / 2**30:.2f} GiB"
+                )
         results.append(row)
         print(f"{'ok  ' if row['ok'] else 'FAIL'} {name:45s} {row['seconds']:7.1f} s  {row['note']}", flush=True)
     device = "CPU (smoke)" if args.cpu_smoke else ", ".join(torch.cuda.get_device_name(i) for i in range(gpus))
     print("\n| check | result | seconds | note |\n| --- | --- | --- | --- |")
     for row in results:
         print(f"| {row['check']} | {'ok' if row['ok'] else 'FAIL'} | {row['seconds']} | {row['note']} |")
-    print(f"\n{device}; torch {torch.__version__}; python bench/gpu_check.py")
+    print(f"\n{device}; torch {torch.__version__}; python -m bench.gpu_check")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"device": device, "gpus": gpus, "torch": torch.__version__, "checks": results},
-                              indent=2) + "\n")
+    out.write_text(
+        json.dumps({"device": device, "gpus": gpus, "torch": torch.__version__, "checks": results}, indent=2) + "\n"
+    )
     if args.keep:
         print(f"logs: {work / 'logs_check'}")
     else:

@@ -2,4 +2,4 @@
 # The GPU checks (see bench/gpu_check.py); without a GPU it says so and exits 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec python bench/gpu_check.py "$@"
+exec python -m bench.gpu_check "$@"

@@ -1,6 +1,6 @@
 """Images/s of the training loader on DIS-sized images, uncached vs --cache_dir.
 
-    python bench/loader.py --count 12 --min_side 2048 --max_side 4096 --trainsize 736
+    python -m bench.loader --count 12 --min_side 2048 --max_side 4096 --trainsize 736
 
 Generates JPEG/PNG pairs of DIS5K's sizes (2–4 k px) once in --data, then reads
 them through utils.dataset.TrainDataset in a DataLoader: uncached, the pass that
@@ -13,7 +13,6 @@ import argparse
 import json
 import platform
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -21,12 +20,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from utils.dataset import TrainDataset
+from utils.pairing import training_pairs
+from utils.synthetic import write_dataset
 
-from utils.dataset import TrainDataset  # noqa: E402
-from utils.pairing import training_pairs  # noqa: E402
-from utils.synthetic import write_dataset  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_data(root: Path, count: int, min_side: int, max_side: int) -> None:
@@ -77,14 +75,21 @@ def main() -> None:
         "cached": rate(TrainDataset(pairs, args.trainsize, cache), args.workers, epochs=3),
     }
     results["cached_over_uncached"] = results["cached"] / results["uncached"]
-    print(f"loader: {len(pairs)} pairs of {args.min_side}-{args.max_side} px → {args.trainsize}, "
-          f"{args.workers} workers, torch {torch.__version__}")
+    print(
+        f"loader: {len(pairs)} pairs of {args.min_side}-{args.max_side} px → {args.trainsize}, "
+        f"{args.workers} workers, torch {torch.__version__}"
+    )
     for key, value in results.items():
         print(f"  {key:22s} {value:8.2f}{'' if key.endswith('uncached') and key != 'uncached' else ' images/s'}")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"config": vars(args), "env": {"machine": platform.machine(), "torch": torch.__version__},
-                               "results": results}, indent=2) + "\n")
+    out.write_text(
+        json.dumps(
+            {"config": vars(args), "env": {"machine": platform.machine(), "torch": torch.__version__}, "results": results},
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

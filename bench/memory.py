@@ -1,7 +1,7 @@
 """Memory of one training step of the recipe, on any machine (fake tensors: no GPU, nothing allocated).
 
-    python bench/memory.py --size 928 --batch 8 --amp bf16 --grad_checkpoint encoder --json out.json
-    python bench/memory.py --recipe_table          # the README's table (the recipe's largest step)
+    python -m bench.memory --size 928 --batch 8 --amp bf16 --grad_checkpoint encoder --json out.json
+    python -m bench.memory --recipe_table          # the README's table (the recipe's largest step)
 
 Reports parameters, gradients, AdaXW state, activations saved for backward and
 their sum, in bytes (utils/memory.py says what each counts). --device cuda (the
@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Dict, List
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from lib.FSANet import CHECKPOINT_PARTS, build_fsanet, checkpoint_parts  # noqa: E402
-from utils.memory import AMP_DTYPES, estimate_training_memory  # noqa: E402
+from lib.FSANet import CHECKPOINT_PARTS, build_fsanet, checkpoint_parts
+from utils.memory import AMP_DTYPES, estimate_training_memory
 
 GIB = 2**30
 KEYS = ("parameters_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes", "total_bytes")
@@ -52,8 +49,10 @@ def recipe_table(device: str) -> List[Dict]:
 
 
 def format_rows(rows: List[Dict]) -> str:
-    lines = ["| step (928×928) | parameters | gradients | AdaXW state | activations | **total** | fits one 24 GB GPU |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| step (928×928) | parameters | gradients | AdaXW state | activations | **total** | fits one 24 GB GPU |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for row in rows:
         values = " | ".join(_gib(row[k]) for k in KEYS[:-1])
         fits = "yes" if row["fits_one_24gb_gpu"] else "no"
@@ -66,9 +65,13 @@ def main() -> None:
     p.add_argument("--size", type=int, default=928, help="training side (the recipe's largest: 928)")
     p.add_argument("--batch", type=int, default=8, help="images per GPU")
     p.add_argument("--amp", choices=sorted(AMP_DTYPES), default="none")
-    p.add_argument("--grad_checkpoint", nargs="*", default=None, metavar="PART",
-                   help=f"parts to checkpoint as train.py's flag: {' '.join(CHECKPOINT_PARTS)} or all "
-                        "(no PART: the encoders)")
+    p.add_argument(
+        "--grad_checkpoint",
+        nargs="*",
+        default=None,
+        metavar="PART",
+        help=f"parts to checkpoint as train.py's flag: {' '.join(CHECKPOINT_PARTS)} or all (no PART: the encoders)",
+    )
     p.add_argument("--device", default="cuda", help="the (fake) device: cuda (default) or cpu")
     p.add_argument("--recipe_table", action="store_true", help="the README's table of the recipe's steps")
     p.add_argument("--json", default=None, help="write the numbers here")

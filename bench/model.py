@@ -1,7 +1,7 @@
 """Inference and training-step time and peak memory of FSANet.
 
-    python bench/model.py --size 512 --device cpu --impl ours authors
-    python bench/model.py --size 1024 --device cuda --amp bf16 --channels_last --compile --check_maps
+    python -m bench.model --size 512 --device cpu --impl ours authors
+    python -m bench.model --size 1024 --device cuda --amp bf16 --channels_last --compile --check_maps
 
 Median of --runs timed runs after --warmup untimed ones, synchronised on GPU; with
 several --impl the inference runs alternate between them. The training step is
@@ -16,7 +16,6 @@ import json
 import platform
 import resource
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
@@ -25,16 +24,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench.authors_style import make_authors_style
+from lib.checkpoint import build_from_checkpoint
+from lib.FSANet import FSANet, checkpoint_parts
+from utils.adaxw import AdaXW
+from utils.inference import postprocess, preprocess
+from utils.losses import deep_supervision_loss
+from utils.synthetic import make_sample
 
-from bench.authors_style import make_authors_style  # noqa: E402
-from lib.checkpoint import build_from_checkpoint  # noqa: E402
-from lib.FSANet import FSANet, checkpoint_parts  # noqa: E402
-from utils.adaxw import AdaXW  # noqa: E402
-from utils.inference import postprocess, preprocess  # noqa: E402
-from utils.losses import deep_supervision_loss  # noqa: E402
-from utils.synthetic import make_sample  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 AMP = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -80,8 +78,9 @@ def time_it(fn: Callable[[], None], device: torch.device, warmup: int, runs: int
     return {**_stats(times), "first_s": first, "peak_mb": peak, "rss_growth_mb": _rss_mb() - rss_before}
 
 
-def time_interleaved(fns: Dict[str, Callable[[], None]], device: torch.device, warmup: int,
-                     runs: int) -> Dict[str, Dict[str, float]]:
+def time_interleaved(
+    fns: Dict[str, Callable[[], None]], device: torch.device, warmup: int, runs: int
+) -> Dict[str, Dict[str, float]]:
     """Like :func:`time_it` for several functions, alternating them run by run so that a
     busy or throttling machine slows all of them alike (no peak memory: one process)."""
     first = {name: _first_call(fn, device) if warmup else float("nan") for name, fn in fns.items()}
@@ -134,8 +133,7 @@ def train_step_fn(model: torch.nn.Module, args: argparse.Namespace, device: torc
     """One training step of the recipe (loss, clamp, AdaXW) on a batch of ``args.train_batch``."""
     model.train()
     # training needs ≥ 2 images (SFF's global-branch BatchNorm on a 1×1 map), hence its own batch
-    x = torch.randn(args.train_batch, 3, args.size, args.size, device=device).contiguous(
-        memory_format=_memory_format(args))
+    x = torch.randn(args.train_batch, 3, args.size, args.size, device=device).contiguous(memory_format=_memory_format(args))
     mask = (torch.rand(args.train_batch, 1, args.size, args.size, device=device) > 0.5).float()
     forward = torch.compile(model) if args.compile else model
     amp = AMP[args.amp]
@@ -157,8 +155,9 @@ def train_step_fn(model: torch.nn.Module, args: argparse.Namespace, device: torc
     return step
 
 
-def map_difference(model: torch.nn.Module, args: argparse.Namespace, device: torch.device,
-                   forward: Optional[Callable] = None) -> Dict[str, float]:
+def map_difference(
+    model: torch.nn.Module, args: argparse.Namespace, device: torch.device, forward: Optional[Callable] = None
+) -> Dict[str, float]:
     """Grey levels between the P1 maps (test.py's post-processing) of ``model`` run as
     ``forward`` (default: the model itself) with the benchmarked options and of the same
     weights in fp32 eager, on one synthetic image."""
@@ -172,8 +171,9 @@ def map_difference(model: torch.nn.Module, args: argparse.Namespace, device: tor
     with torch.inference_mode():
         expected = postprocess(reference(x)[0][0], (args.size, args.size)).astype(int)
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            got = postprocess(forward(x.contiguous(memory_format=_memory_format(args)))[0][0],
-                              (args.size, args.size)).astype(int)
+            got = postprocess(
+                forward(x.contiguous(memory_format=_memory_format(args)))[0][0], (args.size, args.size)
+            ).astype(int)
     diff = np.abs(got - expected)
     return {"maps_max_grey_diff": float(diff.max()), "maps_share_over_1": float((diff > 1).mean())}
 
@@ -211,11 +211,17 @@ def main() -> None:
     p.add_argument("--amp", choices=sorted(AMP), default="none")
     p.add_argument("--channels_last", action="store_true")
     p.add_argument("--compile", action="store_true")
-    p.add_argument("--grad_checkpoint", nargs="*", default=None, metavar="PART",
-                   help="parts to checkpoint as train.py's flag (no PART: the encoders)")
+    p.add_argument(
+        "--grad_checkpoint",
+        nargs="*",
+        default=None,
+        metavar="PART",
+        help="parts to checkpoint as train.py's flag (no PART: the encoders)",
+    )
     p.add_argument("--weights", default=None, help="FSANet checkpoint to load (default: random weights)")
-    p.add_argument("--check_maps", action="store_true",
-                   help="also report the grey-level difference of the P1 map from fp32 eager")
+    p.add_argument(
+        "--check_maps", action="store_true", help="also report the grey-level difference of the P1 map from fp32 eager"
+    )
     p.add_argument("--impl", nargs="+", choices=["ours", "authors"], default=["ours"])
     p.add_argument("--modes", nargs="+", choices=["infer", "train"], default=["infer", "train"])
     p.add_argument("--runs", type=int, default=5)
@@ -227,12 +233,19 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     rows = bench(args, device)
-    env = {"torch": torch.__version__, "device": torch.cuda.get_device_name(device) if device.type == "cuda"
-           else platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-           "python": platform.python_version()}
+    env = {
+        "torch": torch.__version__,
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+    }
     config = {k: v for k, v in vars(args).items() if k not in ("json",)}
-    print(f"FSANet {args.size}×{args.size}, batch {args.batch} (train {args.train_batch}), {device}, amp {args.amp}, "
-          f"channels_last {args.channels_last}, compile {args.compile}, {env['threads']} threads, torch {env['torch']}")
+    print(
+        f"FSANet {args.size}×{args.size}, batch {args.batch} (train {args.train_batch}), {device}, amp {args.amp}, "
+        f"channels_last {args.channels_last}, compile {args.compile}, {env['threads']} threads, torch {env['torch']}"
+    )
     keys = sorted({k for r in rows.values() for k in r})
     print(f"{'impl':8s} " + " ".join(f"{k:>22s}" for k in keys))
     for impl, r in rows.items():

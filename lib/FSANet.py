@@ -11,7 +11,7 @@ access; load real weights with :func:`lib.checkpoint.load_fsanet_weights`.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Sequence, Tuple
+from typing import Any, Dict, NamedTuple, Sequence, Tuple
 
 import torch
 import torch.utils.checkpoint
@@ -43,7 +43,6 @@ NON_ARCHITECTURE_KEYS = ("radius", "drop_path_rate")
 CHECKPOINT_PARTS: Tuple[str, ...] = ("encoder", "mf", "csfm", "hcf", "sff")
 
 
-
 def checkpoint_parts(names: Sequence[str]) -> Tuple[str, ...]:
     """The parts a ``--grad_checkpoint`` value names: none given → the encoders (the
     flag's original meaning), ``all`` → every part."""
@@ -59,6 +58,18 @@ def checkpoint_parts(names: Sequence[str]) -> Tuple[str, ...]:
 
 #: the input's height and width must be multiples of this (the coarsest stride).
 INPUT_MULTIPLE = 32
+
+
+class FSANetOutput(NamedTuple):
+    """FSANet's outputs, each B×1×H×W at the input's size: the four side outputs P1 (the
+    prediction) to P4, logits before the sigmoid, and the high-pass frequency map. A tuple,
+    so ``p1, p2, p3, p4, freq = model(x)`` and ``model(x)[0]`` work as before."""
+
+    p1: torch.Tensor
+    p2: torch.Tensor
+    p3: torch.Tensor
+    p4: torch.Tensor
+    frequency_map: torch.Tensor
 
 
 def check_input(x: torch.Tensor) -> None:
@@ -118,9 +129,7 @@ class FSANet(nn.Module):
         self.modality_fusion = MultiModalityFusion(self.frequency_branch.out_channels, channels)
         self.scale_fusion = CollaborativeScaleFusion(channels)
         level_channels = (channels[0], *self.scale_fusion.out_channels)
-        self.context_fusion = nn.ModuleList(
-            HierarchicalContextFusion(c, decoder_channels) for c in level_channels
-        )
+        self.context_fusion = nn.ModuleList(HierarchicalContextFusion(c, decoder_channels) for c in level_channels)
         self.feature_fusion = SelectiveFeatureFusion(decoder_channels)
         self.head = PredictionHead(decoder_channels)
         self.checkpointed: frozenset = frozenset()  # decoder parts recomputed in backward
@@ -141,7 +150,7 @@ class FSANet(nn.Module):
             return torch.utils.checkpoint.checkpoint(module, *inputs, use_reentrant=False)
         return module(*inputs)
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+    def forward(self, x: torch.Tensor) -> FSANetOutput:
         check_input(x)
         spatial = self.spatial_encoder(x)
         frequency_map, frequency = self.frequency_branch(x)
@@ -152,7 +161,7 @@ class FSANet(nn.Module):
         o2 = self._run("sff", self.feature_fusion, h2, o3)
         o1 = self._run("sff", self.feature_fusion, h1, o2)
         p1, p2, p3, p4 = self.head([o1, o2, o3, h4])
-        return p1, p2, p3, p4, frequency_map
+        return FSANetOutput(p1, p2, p3, p4, frequency_map)
 
 
 def build_fsanet(config: Dict[str, Any] | None = None, **overrides: Any) -> FSANet:

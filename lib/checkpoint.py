@@ -115,8 +115,10 @@ def read_checkpoint(path: PathLike) -> Any:
     if path.is_dir():
         files = sorted(p.name for p in path.glob("*.pth"))
         hint = f"checkpoints in it: {', '.join(files[:8])}" if files else "it holds no .pth file"
-        raise CheckpointError(f"{path}: a folder, not a checkpoint file; give a file, e.g. {path / 'best.pth'} "
-                              f"or {path / 'latest.pth'} ({hint})")
+        raise CheckpointError(
+            f"{path}: a folder, not a checkpoint file; give a file, e.g. {path / 'best.pth'} "
+            f"or {path / 'latest.pth'} ({hint})"
+        )
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file; check the path (pretrained files go in models/)")
     try:
@@ -135,8 +137,7 @@ def read_checkpoint(path: PathLike) -> Any:
         raise CheckpointError(f"{path}: not a PyTorch checkpoint ({_first_line(text)})") from None
     except Exception as err:  # garbage bytes raise anything from KeyError to RuntimeError
         raise CheckpointError(
-            f"{path}: not a PyTorch checkpoint, or a truncated one "
-            f"({type(err).__name__}: {_first_line(str(err))})"
+            f"{path}: not a PyTorch checkpoint, or a truncated one ({type(err).__name__}: {_first_line(str(err))})"
         ) from None
 
 
@@ -154,12 +155,14 @@ def _first_line(text: str) -> str:
 
 def strip_module_prefix(state_dict: Mapping[str, Any]) -> Dict[str, Any]:
     """Remove the ``module.`` prefix nn.DataParallel and DDP add, where present."""
-    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state_dict.items()}
+    return {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state_dict.items()}
 
 
 def _is_state_dict(obj: Any) -> bool:
-    return isinstance(obj, Mapping) and len(obj) > 0 and all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    return (
+        isinstance(obj, Mapping)
+        and len(obj) > 0
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
     )
 
 
@@ -234,7 +237,7 @@ def authors_to_fsanet(state_dict: StateDict) -> Tuple[StateDict, List[str]]:
             skipped.append(key)
             continue
         if key.startswith("backbone."):
-            backbone[key[len("backbone."):]] = value
+            backbone[key[len("backbone.") :]] = value
             continue
         for pattern, replacement in AUTHORS_KEY_MAP:
             new_key, hits = re.subn(pattern, replacement, key)
@@ -324,9 +327,11 @@ def _check_finite(state_dict: Mapping[str, torch.Tensor], path: PathLike) -> Non
     """Refuse weights holding NaN or ±inf (they give all-black maps), naming the tensors."""
     bad = [k for k, v in state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
-        raise CheckpointError(f"{path}: {len(bad)} tensors hold NaN or inf values ({', '.join(bad[:6])}"
-                              f"{' …' if len(bad) > 6 else ''}); the training that wrote them diverged. Use an "
-                              "earlier checkpoint (e.g. best.pth or a numbered FSANet-N.pth)")
+        raise CheckpointError(
+            f"{path}: {len(bad)} tensors hold NaN or inf values ({', '.join(bad[:6])}"
+            f"{' …' if len(bad) > 6 else ''}); the training that wrote them diverged. Use an "
+            "earlier checkpoint (e.g. best.pth or a numbered FSANet-N.pth)"
+        )
 
 
 def load_fsanet_weights(model: nn.Module, path: PathLike) -> LoadReport:
@@ -335,11 +340,12 @@ def load_fsanet_weights(model: nn.Module, path: PathLike) -> LoadReport:
     missing, unexpected or mis-shaped tensor raises one error that lists them; only
     the authors' unused tensors (:data:`AUTHORS_UNUSED`) are skipped, by name.
     """
-    return _load_fsanet(model, read_checkpoint(path), path)
+    return load_fsanet_checkpoint(model, read_checkpoint(path), path)
 
 
-def _load_fsanet(model: nn.Module, obj: Any, path: PathLike) -> LoadReport:
-    """:func:`load_fsanet_weights` on an already-read checkpoint object."""
+def load_fsanet_checkpoint(model: nn.Module, obj: Any, path: PathLike = "<checkpoint>") -> LoadReport:
+    """:func:`load_fsanet_weights` on a checkpoint already read with :func:`read_checkpoint`
+    (read a 440 MB file once when its other entries are needed too)."""
     model = getattr(model, "module", model)  # accept DataParallel / DDP wrappers
     layout, state_dict, meta = detect_layout(obj, path)
     skipped: List[str] = []
@@ -356,8 +362,10 @@ def _load_fsanet(model: nn.Module, obj: Any, path: PathLike) -> LoadReport:
     # training-time regulariser; the rest is architecture.
     from lib.FSANet import NON_ARCHITECTURE_KEYS
 
-    if config and model_config and any(
-        config.get(k) != model_config.get(k) for k in config if k not in NON_ARCHITECTURE_KEYS
+    if (
+        config
+        and model_config
+        and any(config.get(k) != model_config.get(k) for k in config if k not in NON_ARCHITECTURE_KEYS)
     ):
         raise CheckpointError(
             f"{path}: checkpoint built with {config}, model built with {model_config}; "
@@ -379,7 +387,8 @@ def _load_fsanet(model: nn.Module, obj: Any, path: PathLike) -> LoadReport:
 
 
 def build_from_checkpoint(path: PathLike, **overrides: Any) -> Tuple[nn.Module, LoadReport]:
-    """An FSANet with the architecture a checkpoint was trained with, its weights loaded.
+    """An FSANet with the architecture a checkpoint was trained with, its weights loaded,
+    in eval mode (ready for inference; call ``.train()`` to train it).
 
     Project checkpoints carry their config; for other layouts the paper's
     configuration (plus ``overrides``) is built.
@@ -389,7 +398,8 @@ def build_from_checkpoint(path: PathLike, **overrides: Any) -> Tuple[nn.Module, 
     obj = read_checkpoint(path)  # read once: FSANet checkpoints are ~440 MB
     layout, _, meta = detect_layout(obj, path)
     model = build_fsanet(meta.get("config") if layout == "project" else None, **overrides)
-    return model, _load_fsanet(model, obj, path)
+    report = load_fsanet_checkpoint(model, obj, path)
+    return model.eval(), report
 
 
 # ----------------------------------------------------------------------------- ImageNet backbones
@@ -531,8 +541,23 @@ def save_checkpoint(path: PathLike, model: nn.Module, **kwargs: Any) -> Path:
 
 
 __all__: List[str] = [
-    "AUTHORS_KEY_MAP", "AUTHORS_UNUSED", "CheckpointError", "FORMAT_VERSION", "LoadReport",
-    "atomic_copy", "atomic_save", "authors_optimizer_to_fsanet", "authors_to_fsanet", "build_from_checkpoint",
-    "detect_layout", "load_backbone_weights", "load_fsanet_weights", "make_checkpoint", "pvt_v2_to_timm",
-    "read_checkpoint", "save_checkpoint", "strip_module_prefix",
+    "AUTHORS_KEY_MAP",
+    "AUTHORS_UNUSED",
+    "CheckpointError",
+    "FORMAT_VERSION",
+    "LoadReport",
+    "atomic_copy",
+    "atomic_save",
+    "authors_optimizer_to_fsanet",
+    "authors_to_fsanet",
+    "build_from_checkpoint",
+    "detect_layout",
+    "load_backbone_weights",
+    "load_fsanet_checkpoint",
+    "load_fsanet_weights",
+    "make_checkpoint",
+    "pvt_v2_to_timm",
+    "read_checkpoint",
+    "save_checkpoint",
+    "strip_module_prefix",
 ]

@@ -46,11 +46,7 @@ class MultiModalityFusion(nn.Module):
 
     def __init__(self, freq_channels: Sequence[int], channels: Sequence[int]) -> None:
         super().__init__()
-        self.levels = nn.ModuleList(
-            FrequencyInjection(cf, c) for cf, c in zip(freq_channels, channels)
-        )
+        self.levels = nn.ModuleList(FrequencyInjection(cf, c) for cf, c in zip(freq_channels, channels))
 
-    def forward(
-        self, spatial: Sequence[torch.Tensor], frequency: Sequence[torch.Tensor]
-    ) -> List[torch.Tensor]:
+    def forward(self, spatial: Sequence[torch.Tensor], frequency: Sequence[torch.Tensor]) -> List[torch.Tensor]:
         return [level(f, g) for level, f, g in zip(self.levels, spatial, frequency)]

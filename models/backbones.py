@@ -120,8 +120,7 @@ class TimmEncoder(nn.Module):
             raise ValueError(f"out_channels needs 4 widths, got {self.out_channels}")
         if self.out_channels != self.body_channels:
             self.proj = nn.ModuleList(
-                ConvBNProjection(c_in, c_out)
-                for c_in, c_out in zip(self.body_channels, self.out_channels)
+                ConvBNProjection(c_in, c_out) for c_in, c_out in zip(self.body_channels, self.out_channels)
             )
         else:
             self.proj = None

@@ -40,8 +40,12 @@ def authors_checkpoint(authors_recipe, tmp_path_factory) -> Path:
     """A file in the released checkpoint's outer layout (trained under DataParallel)."""
     path = tmp_path_factory.mktemp("authors") / "FSANet-100.pth"
     torch.save(
-        {"model": {"module." + k: v for k, v in authors_recipe.items()}, "opech": 99,
-         "optimizer": {}, "loss": torch.tensor(0.0)},
+        {
+            "model": {"module." + k: v for k, v in authors_recipe.items()},
+            "opech": 99,
+            "optimizer": {},
+            "loss": torch.tensor(0.0),
+        },
         path,
     )
     return path
@@ -66,16 +70,44 @@ def faithful_model(authors_checkpoint):
 
 
 #: a small FSANet for training tests (pvt_v2_b0 widths, 32-channel decoder): ~42 M parameters.
-TINY_MODEL_ARGS = ["--backbone", "pvt_v2_b0", "--channels", "32", "64", "160", "256", "--decoder_channels", "32",
-                   "--radius", "8"]
+TINY_MODEL_ARGS = [
+    "--backbone",
+    "pvt_v2_b0",
+    "--channels",
+    "32",
+    "64",
+    "160",
+    "256",
+    "--decoder_channels",
+    "32",
+    "--radius",
+    "8",
+]
 
 
 def train_args(root: Path, data: Path, *extra: str):
     """train.py options for a fast CPU run on ``data``, writing under ``root``."""
     from train import build_parser
 
-    argv = ["--train_path", str(data), "--out_root", str(root), "--device", "cpu", "--workers", "0",
-            "--no_progress", "--batchsize", "2", "--trainsize", "64", "--rates", "1", *TINY_MODEL_ARGS, *extra]
+    argv = [
+        "--train_path",
+        str(data),
+        "--out_root",
+        str(root),
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "--no_progress",
+        "--batchsize",
+        "2",
+        "--trainsize",
+        "64",
+        "--rates",
+        "1",
+        *TINY_MODEL_ARGS,
+        *extra,
+    ]
     return build_parser().parse_args(argv)
 
 

@@ -24,8 +24,20 @@ from torch.overrides import TorchFunctionMode
 
 ROOT = Path(__file__).resolve().parents[1]
 OWN_CODE = tuple(str(ROOT / part) + "/" for part in ("lib", "utils", "models"))
-FACTORIES = {torch.zeros, torch.ones, torch.empty, torch.full, torch.tensor, torch.arange, torch.linspace,
-             torch.eye, torch.rand, torch.randn, torch.randint, torch.as_tensor}
+FACTORIES = {
+    torch.zeros,
+    torch.ones,
+    torch.empty,
+    torch.full,
+    torch.tensor,
+    torch.arange,
+    torch.linspace,
+    torch.eye,
+    torch.rand,
+    torch.randn,
+    torch.randint,
+    torch.as_tensor,
+}
 
 
 class ForeignDefaultDevice(TorchFunctionMode):
@@ -48,8 +60,7 @@ def guard_collectives(device: torch.device) -> None:
             tensors = tensor if isinstance(tensor, (list, tuple)) else [tensor]
             for t in tensors:
                 if t.device != torch.device(device):
-                    raise RuntimeError(f"{name}: tensor on {t.device}, training device {device} "
-                                       "(NCCL would refuse it)")
+                    raise RuntimeError(f"{name}: tensor on {t.device}, training device {device} (NCCL would refuse it)")
             return real(tensor, *args, **kwargs)
 
         return guarded

@@ -43,8 +43,25 @@ def _snapshot(folder: Path) -> dict:
 
 
 def _train_argv(tmp_path, data, *extra):
-    return ["--train_path", str(data), "--out_root", str(tmp_path), "--device", "cpu", "--workers", "0",
-            "--no_progress", "--batchsize", "2", "--trainsize", "64", "--rates", "1", *TINY_MODEL_ARGS, *extra]
+    return [
+        "--train_path",
+        str(data),
+        "--out_root",
+        str(tmp_path),
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "--no_progress",
+        "--batchsize",
+        "2",
+        "--trainsize",
+        "64",
+        "--rates",
+        "1",
+        *TINY_MODEL_ARGS,
+        *extra,
+    ]
 
 
 # ----------------------------------------------------------------------------- unreadable files
@@ -127,8 +144,21 @@ def test_zero_one_masks_train_and_score_as_0_255_with_one_warning(tmp_path, synt
         Image.fromarray(np.asarray(Image.open(mask)) * 255).save(pred / mask.name)
     caplog.clear()
     with caplog.at_level(logging.WARNING):
-        assert eval_cli.main(["--pred_root", str(tmp_path / "pred"), "--gt_root", str(tmp_path / "gt"),
-                              "--save_dir", str(tmp_path / "ev"), "--no_progress", "--no_curves"]) == 0
+        assert (
+            eval_cli.main(
+                [
+                    "--pred_root",
+                    str(tmp_path / "pred"),
+                    "--gt_root",
+                    str(tmp_path / "gt"),
+                    "--save_dir",
+                    str(tmp_path / "ev"),
+                    "--no_progress",
+                    "--no_curves",
+                ]
+            )
+            == 0
+        )
     assert "DIS-TE1 ground truth: 4 0/1 masks" in caplog.text
     import json
 
@@ -206,9 +236,25 @@ def test_maps_are_never_written_over_inputs_or_masks(tmp_path, synthetic_train, 
     _copy(synthetic_train, sets / "DIS-TE1")
     before = _snapshot(sets)
     with caplog.at_level(logging.ERROR):
-        code = test_cli.main(["--pth_path", str(small_checkpoint), "--test_path", str(sets), "--save_path",
-                              str(sets / "DIS-TE1" / ".."), "--sets", "DIS-TE1", "--testsize", "64", "--device", "cpu",
-                              "--workers", "0", "--no_progress"])
+        code = test_cli.main(
+            [
+                "--pth_path",
+                str(small_checkpoint),
+                "--test_path",
+                str(sets),
+                "--save_path",
+                str(sets / "DIS-TE1" / ".."),
+                "--sets",
+                "DIS-TE1",
+                "--testsize",
+                "64",
+                "--device",
+                "cpu",
+                "--workers",
+                "0",
+                "--no_progress",
+            ]
+        )
     assert code == 0  # <save_path>/DIS-TE1 is the set's own folder, not its Imgs or GT: allowed
     for name in ("GT", "Imgs"):
         caplog.clear()
@@ -216,9 +262,26 @@ def test_maps_are_never_written_over_inputs_or_masks(tmp_path, synthetic_train, 
         out.mkdir()
         (out / "DIS-TE1").symlink_to(sets / "DIS-TE1" / name)  # <save_path>/DIS-TE1 resolves to masks or images
         with caplog.at_level(logging.ERROR):
-            assert test_cli.main(["--pth_path", str(small_checkpoint), "--test_path", str(sets), "--save_path",
-                                  str(out), "--testsize", "64", "--device", "cpu", "--workers", "0",
-                                  "--no_progress"]) == 2
+            assert (
+                test_cli.main(
+                    [
+                        "--pth_path",
+                        str(small_checkpoint),
+                        "--test_path",
+                        str(sets),
+                        "--save_path",
+                        str(out),
+                        "--testsize",
+                        "64",
+                        "--device",
+                        "cpu",
+                        "--workers",
+                        "0",
+                        "--no_progress",
+                    ]
+                )
+                == 2
+            )
         assert "holds the input images or the ground-truth masks" in caplog.text
     inputs = {k: v for k, v in _snapshot(sets).items() if k.parts[1] in ("GT", "Imgs")}
     assert inputs == {k: v for k, v in before.items() if k.parts[1] in ("GT", "Imgs")}
@@ -231,17 +294,51 @@ def test_input_images_sharing_a_stem_get_two_maps(tmp_path, small_checkpoint, ca
     Image.fromarray(rng.integers(0, 255, (40, 56, 3), dtype=np.uint8)).save(photos / "photo.jpg")
     Image.fromarray(rng.integers(0, 255, (48, 32, 3), dtype=np.uint8)).save(photos / "photo.png")
     with caplog.at_level(logging.INFO):
-        assert test_cli.main(["--pth_path", str(small_checkpoint), "--input", str(photos), "--save_path",
-                              str(tmp_path / "maps"), "--testsize", "64", "--device", "cpu", "--workers", "0",
-                              "--no_progress"]) == 0
+        assert (
+            test_cli.main(
+                [
+                    "--pth_path",
+                    str(small_checkpoint),
+                    "--input",
+                    str(photos),
+                    "--save_path",
+                    str(tmp_path / "maps"),
+                    "--testsize",
+                    "64",
+                    "--device",
+                    "cpu",
+                    "--workers",
+                    "0",
+                    "--no_progress",
+                ]
+            )
+            == 0
+        )
     maps = {p.name: Image.open(p).size for p in (tmp_path / "maps").iterdir()}
     assert maps == {"photo_jpg.png": (56, 40), "photo_png.png": (32, 48)}
     assert "input: 2 maps written" in caplog.text
     # writing next to the inputs is refused (photo.png would be overwritten)
     caplog.clear()
     with caplog.at_level(logging.ERROR):
-        assert test_cli.main(["--pth_path", str(small_checkpoint), "--input", str(photos), "--save_path",
-                              str(photos), "--testsize", "64", "--device", "cpu", "--workers", "0"]) == 2
+        assert (
+            test_cli.main(
+                [
+                    "--pth_path",
+                    str(small_checkpoint),
+                    "--input",
+                    str(photos),
+                    "--save_path",
+                    str(photos),
+                    "--testsize",
+                    "64",
+                    "--device",
+                    "cpu",
+                    "--workers",
+                    "0",
+                ]
+            )
+            == 2
+        )
     assert "holds the input images" in caplog.text
 
 
@@ -252,17 +349,35 @@ def test_exif_rotated_photos_get_maps_in_the_viewers_orientation(tmp_path, small
     exif = image.getexif()
     exif[0x0112] = 6  # rotate 90° clockwise to display
     image.save(photos / "rotated.jpg", exif=exif)
-    assert test_cli.main(["--pth_path", str(small_checkpoint), "--input", str(photos), "--save_path",
-                          str(tmp_path / "maps"), "--testsize", "64", "--device", "cpu", "--workers", "0",
-                          "--no_progress"]) == 0
+    assert (
+        test_cli.main(
+            [
+                "--pth_path",
+                str(small_checkpoint),
+                "--input",
+                str(photos),
+                "--save_path",
+                str(tmp_path / "maps"),
+                "--testsize",
+                "64",
+                "--device",
+                "cpu",
+                "--workers",
+                "0",
+                "--no_progress",
+            ]
+        )
+        == 0
+    )
     assert Image.open(tmp_path / "maps" / "rotated.png").size == (40, 64)  # as a viewer shows it
 
 
 def test_empty_input_folder_fails(tmp_path, small_checkpoint, caplog):
     (tmp_path / "empty").mkdir()
     with caplog.at_level(logging.ERROR):
-        assert test_cli.main(["--pth_path", str(small_checkpoint), "--input", str(tmp_path / "empty"),
-                              "--device", "cpu"]) == 2
+        assert (
+            test_cli.main(["--pth_path", str(small_checkpoint), "--input", str(tmp_path / "empty"), "--device", "cpu"]) == 2
+        )
     assert "no image files found" in caplog.text
 
 
@@ -298,8 +413,21 @@ def test_checkpoint_paths_and_contents_get_named_answers(tmp_path, caplog):
     torch.save(build_fsanet(**TINY).state_dict(), tmp_path / "bare_small.pth")
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "photo.png")
     with caplog.at_level(logging.ERROR):
-        assert test_cli.main(["--pth_path", str(tmp_path / "bare_small.pth"), "--input", str(tmp_path / "photo.png"),
-                              "--save_path", str(tmp_path / "o"), "--device", "cpu"]) == 2
+        assert (
+            test_cli.main(
+                [
+                    "--pth_path",
+                    str(tmp_path / "bare_small.pth"),
+                    "--input",
+                    str(tmp_path / "photo.png"),
+                    "--save_path",
+                    str(tmp_path / "o"),
+                    "--device",
+                    "cpu",
+                ]
+            )
+            == 2
+        )
     assert "A bare state dict does not say its architecture" in caplog.text
 
 
@@ -323,8 +451,7 @@ def test_sizes_are_rounded_to_multiples_of_32_with_a_note(caplog):
 
 
 @pytest.mark.parametrize("fault", ["ctrl_c", "diverged", "disk_full"])
-def test_faults_during_training_end_in_one_line_naming_what_survived(tmp_path, synthetic_train, caplog, monkeypatch,
-                                                                     fault):
+def test_faults_during_training_end_in_one_line_naming_what_survived(tmp_path, synthetic_train, caplog, monkeypatch, fault):
     argv = _train_argv(tmp_path, synthetic_train, "--epoch", "3", "--save_every", "1")
     import utils.training as training
 
@@ -346,8 +473,9 @@ def test_faults_during_training_end_in_one_line_naming_what_survived(tmp_path, s
 
         def full_disk(obj, path):
             if obj["epoch"] == 2:
-                raise OSError(errno.ENOSPC, f"no space left on device while writing {path}; "
-                                            "the previous latest.pth is intact")
+                raise OSError(
+                    errno.ENOSPC, f"no space left on device while writing {path}; the previous latest.pth is intact"
+                )
             return real_save(obj, path)
 
         monkeypatch.setattr(training, "atomic_save", full_disk)
@@ -406,8 +534,19 @@ def _eval_sets(root: Path) -> Path:
 
 
 def _eval(root, *extra):
-    return eval_cli.main(["--pred_root", str(root / "pred"), "--gt_root", str(root / "gt"), "--save_dir",
-                          str(root / "ev"), "--no_progress", "--no_curves", *extra])
+    return eval_cli.main(
+        [
+            "--pred_root",
+            str(root / "pred"),
+            "--gt_root",
+            str(root / "gt"),
+            "--save_dir",
+            str(root / "ev"),
+            "--no_progress",
+            "--no_curves",
+            *extra,
+        ]
+    )
 
 
 def test_eval_refuses_ambiguous_stems_and_names_unreadable_predictions(tmp_path, caplog):
@@ -431,8 +570,10 @@ def test_eval_refuses_ambiguous_stems_and_names_unreadable_predictions(tmp_path,
 def test_eval_folder_mistakes_get_their_own_messages(tmp_path, caplog):
     root = _eval_sets(tmp_path)
     with caplog.at_level(logging.ERROR):
-        assert eval_cli.main(["--pred_root", str(root / "prde"), "--gt_root", str(root / "gt"), "--save_dir",
-                              str(root / "ev")]) == 2
+        assert (
+            eval_cli.main(["--pred_root", str(root / "prde"), "--gt_root", str(root / "gt"), "--save_dir", str(root / "ev")])
+            == 2
+        )
     assert "prde: no such folder" in caplog.text
     caplog.clear()
     shutil.rmtree(root / "pred" / "DIS-TE1")
@@ -454,14 +595,40 @@ def test_eval_folder_mistakes_get_their_own_messages(tmp_path, caplog):
 def test_eval_warns_about_scores_that_cannot_mean_anything(tmp_path, caplog):
     root = _eval_sets(tmp_path)
     with caplog.at_level(logging.WARNING):  # the ground-truth root given as the prediction root
-        assert eval_cli.main(["--pred_root", str(root / "gt"), "--gt_root", str(root / "gt"), "--save_dir",
-                              str(root / "ev"), "--no_progress", "--no_curves"]) == 2
+        assert (
+            eval_cli.main(
+                [
+                    "--pred_root",
+                    str(root / "gt"),
+                    "--gt_root",
+                    str(root / "gt"),
+                    "--save_dir",
+                    str(root / "ev"),
+                    "--no_progress",
+                    "--no_curves",
+                ]
+            )
+            == 2
+        )
     assert "is the ground-truth root" in caplog.text
     caplog.clear()
     os.symlink(root / "gt" / "DIS-TE1" / "GT", root / "DIS-TE1")  # <pred_root>/DIS-TE1 is the GT folder
     with caplog.at_level(logging.WARNING):  # predictions that are the masks themselves
-        assert eval_cli.main(["--pred_root", str(root), "--gt_root", str(root / "gt"), "--save_dir",
-                              str(root / "ev"), "--no_progress", "--no_curves"]) == 0
+        assert (
+            eval_cli.main(
+                [
+                    "--pred_root",
+                    str(root),
+                    "--gt_root",
+                    str(root / "gt"),
+                    "--save_dir",
+                    str(root / "ev"),
+                    "--no_progress",
+                    "--no_curves",
+                ]
+            )
+            == 0
+        )
     assert "read from the ground-truth folder" in caplog.text
     for mask in (root / "gt" / "DIS-TE1" / "GT").iterdir():
         Image.fromarray(np.zeros((32, 40), np.uint8)).save(mask)
@@ -479,8 +646,12 @@ def test_resume_notes_a_finished_run_and_ignored_architecture_flags(tmp_path, sy
     before = _snapshot(run)
     caplog.clear()
     with caplog.at_level(logging.INFO):
-        assert train_cli.main(_train_argv(tmp_path, synthetic_train, "--epoch", "2", "--resume", str(run),
-                                          "--decoder_channels", "48")) == 0
+        assert (
+            train_cli.main(
+                _train_argv(tmp_path, synthetic_train, "--epoch", "2", "--resume", str(run), "--decoder_channels", "48")
+            )
+            == 0
+        )
     assert "this run is finished" in caplog.text and "epochs 3 → 2" not in caplog.text
     assert "ignored: --decoder_channels 48" in caplog.text
     assert _snapshot(run) == before
@@ -501,8 +672,9 @@ def test_library_code_leaves_process_state_alone(tmp_path, synthetic_train):
     limit = Image.MAX_IMAGE_PIXELS
     handlers = list(logging.getLogger().handlers)
     run_training(train_args(tmp_path, synthetic_train, "--epoch", "2"))
-    plot_curves({"m": {"DIS-TE1": {"precision": np.ones(256), "recall": np.ones(256), "fm": np.ones(256)}}},
-                tmp_path / "curves")
+    plot_curves(
+        {"m": {"DIS-TE1": {"precision": np.ones(256), "recall": np.ones(256), "fm": np.ones(256)}}}, tmp_path / "curves"
+    )
     assert (tmp_path / "curves" / "pr_DIS-TE1.png").exists()
     assert matplotlib.get_backend() == backend and Image.MAX_IMAGE_PIXELS == limit and limit is not None
     assert logging.getLogger().handlers == handlers

@@ -12,15 +12,36 @@ from conftest import ROOT
 
 def _run(script, tmp_path, *args):
     out = tmp_path / f"{script}.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / f"{script}.py"), *args, "--json", str(out)],
-                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", f"bench.{script}", *args, "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(out.read_text()), proc.stdout
 
 
 def test_model_bench(tmp_path):
-    data, stdout = _run("model", tmp_path, "--size", "64", "--runs", "1", "--warmup", "1", "--device", "cpu",
-                        "--impl", "ours", "authors", "--channels_last", "--check_maps")
+    data, stdout = _run(
+        "model",
+        tmp_path,
+        "--size",
+        "64",
+        "--runs",
+        "1",
+        "--warmup",
+        "1",
+        "--device",
+        "cpu",
+        "--impl",
+        "ours",
+        "authors",
+        "--channels_last",
+        "--check_maps",
+    )
     for impl in ("ours", "authors"):
         result = data["results"][impl]
         assert result["infer_median_s"] > 0 and result["train_median_s"] > 0 and result["infer_first_s"] > 0
@@ -36,8 +57,7 @@ def test_map_check_sees_a_changed_computation():
     from bench.model import map_difference
     from lib.FSANet import FSANet
 
-    args = argparse.Namespace(size=64, weights=None, grad_checkpoint=None, channels_last=False, compile=False,
-                              amp="none")
+    args = argparse.Namespace(size=64, weights=None, grad_checkpoint=None, channels_last=False, compile=False, amp="none")
     torch.manual_seed(0)
     model = FSANet(radius=8.0).eval()
     assert map_difference(model, args, torch.device("cpu"))["maps_max_grey_diff"] == 0
@@ -46,15 +66,45 @@ def test_map_check_sees_a_changed_computation():
 
 
 def test_loader_bench(tmp_path):
-    data, _ = _run("loader", tmp_path, "--data", str(tmp_path / "d"), "--count", "2", "--min_side", "200",
-                   "--max_side", "300", "--trainsize", "64", "--workers", "0")
+    data, _ = _run(
+        "loader",
+        tmp_path,
+        "--data",
+        str(tmp_path / "d"),
+        "--count",
+        "2",
+        "--min_side",
+        "200",
+        "--max_side",
+        "300",
+        "--trainsize",
+        "64",
+        "--workers",
+        "0",
+    )
     assert set(data["results"]) == {"uncached", "cache_fill", "cached", "cached_over_uncached"}
     assert len(list((tmp_path / "d_cache").glob("*.npy"))) == 4
 
 
 def test_eval_bench(tmp_path):
-    data, _ = _run("eval", tmp_path, "--data", str(tmp_path / "e"), "--count", "3", "--width", "64",
-                   "--height", "48", "--workers", "2", "--methods", "2", "--repeats", "1")
+    data, _ = _run(
+        "eval",
+        tmp_path,
+        "--data",
+        str(tmp_path / "e"),
+        "--count",
+        "3",
+        "--width",
+        "64",
+        "--height",
+        "48",
+        "--workers",
+        "2",
+        "--methods",
+        "2",
+        "--repeats",
+        "1",
+    )
     assert {"with_hce_workers1", "with_hce_workers2", "without_hce_speedup", "methods2_speedup"} <= set(data["results"])
 
 
@@ -78,8 +128,14 @@ def test_authors_style_model_computes_the_same_maps():
 
 def test_gpu_check_without_a_gpu_runs_nothing_and_exits_0(tmp_path):
     out = tmp_path / "gpu.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--json", str(out)],
-                          capture_output=True, text=True, timeout=120, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.gpu_check", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+    )
     assert proc.returncode == 0 and "no CUDA GPU" in proc.stdout
     assert not out.exists()
 

@@ -99,8 +99,13 @@ def test_bare_project_state_dict_with_and_without_module(small_model, tmp_path):
 def test_project_checkpoint_round_trip_rebuilds_the_architecture(small_model, tmp_path):
     small_model.load_state_dict(_fill(small_model.state_dict(), seed=2))
     optimizer = torch.optim.SGD(small_model.parameters(), lr=0.1, momentum=0.9)
-    path = save_checkpoint(tmp_path / "ckpt" / "epoch_3.pth", small_model, epoch=3, optimizer=optimizer,
-                           args={"train_path": Path("data/x"), "lr": 1e-4})
+    path = save_checkpoint(
+        tmp_path / "ckpt" / "epoch_3.pth",
+        small_model,
+        epoch=3,
+        optimizer=optimizer,
+        args={"train_path": Path("data/x"), "lr": 1e-4},
+    )
     raw = read_checkpoint(path)
     assert raw["format_version"] == 1 and raw["epoch"] == 3 and raw["args"]["train_path"] == "data/x"
     model, report = build_from_checkpoint(path)
@@ -155,7 +160,7 @@ def test_authors_checkpoint_with_an_unknown_key_is_not_silently_dropped(paper_mo
 
 def test_official_pvt_v2_file_initialises_the_spatial_encoder(paper_model, authors_manifest, tmp_path):
     # The official pvt_v2_b2.pth: the authors' backbone keys without "backbone." plus a head.
-    keys = {k[len("backbone."):]: s for k, s in authors_manifest.items() if k.startswith("backbone.")}
+    keys = {k[len("backbone.") :]: s for k, s in authors_manifest.items() if k.startswith("backbone.")}
     weights = recipe_state_dict(keys)
     weights.update({"head.weight": torch.zeros(1000, 512), "head.bias": torch.zeros(1000)})
     torch.save(weights, tmp_path / "pvt_v2_b2.pth")
@@ -202,8 +207,9 @@ def test_official_res2net_file_initialises_either_encoder(part, tmp_path):
 def test_torchvision_resnet50_initialises_the_frequency_encoder(small_model, tmp_path):
     weights = _fill(torchvision.models.resnet50().state_dict(), seed=4)
     torch.save(weights, tmp_path / "resnet50-0676ba61.pth")
-    report = load_backbone_weights(small_model, tmp_path / "resnet50-0676ba61.pth", "frequency",
-                                   generator=torch.Generator().manual_seed(0))
+    report = load_backbone_weights(
+        small_model, tmp_path / "resnet50-0676ba61.pth", "frequency", generator=torch.Generator().manual_seed(0)
+    )
     assert report.layout == "resnet50_torchvision"
     body = small_model.frequency_branch.encoder.body.state_dict()
     assert torch.equal(body["layer3.4.bn2.running_var"], weights["layer3.4.bn2.running_var"])
@@ -279,3 +285,37 @@ def test_interrupted_save_keeps_the_previous_file(small_model, tmp_path, monkeyp
     monkeypatch.setattr(torch, "save", real_save)
     assert read_checkpoint(path)["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["latest.pth"]  # no temp files left
+
+
+def test_build_from_checkpoint_is_ready_for_one_image_and_names_its_outputs(tmp_path):
+    from lib.checkpoint import build_from_checkpoint, save_checkpoint
+    from lib.FSANet import FSANetOutput, build_fsanet
+
+    save_checkpoint(
+        tmp_path / "small.pth",
+        build_fsanet(backbone="pvt_v2_b0", channels=(32, 64, 160, 256), decoder_channels=32, radius=8.0),
+    )
+    model, _ = build_from_checkpoint(tmp_path / "small.pth")
+    assert not model.training  # a batch of one passes SFF's BatchNorm
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 64, 64))
+    assert isinstance(out, FSANetOutput) and out.p1 is out[0] and out.frequency_map is out[4]
+    p1, p2, p3, p4, freq = out
+    assert p1.shape == freq.shape == (1, 1, 64, 64)
+
+
+def test_resume_and_pre_model_read_their_checkpoint_once(tmp_path, synthetic_train, monkeypatch):
+    from conftest import train_args
+
+    import lib.checkpoint as ck
+    from utils.training import prepare_model, run_training
+
+    run_training(train_args(tmp_path, synthetic_train, "--epoch", "1"))
+    latest = tmp_path / "checkpoints" / "FSANet" / "latest.pth"
+    calls = []
+    real_load = ck.torch.load
+    monkeypatch.setattr(ck.torch, "load", lambda *a, **k: calls.append(a[0]) or real_load(*a, **k))
+    for flag in ("--resume", "--pre_model"):
+        calls.clear()
+        prepare_model(train_args(tmp_path, synthetic_train, "--epoch", "2", flag, str(latest)))
+        assert len(calls) == 1, flag

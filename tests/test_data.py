@@ -124,7 +124,8 @@ def test_dataset_matches_the_authors_transforms(synthetic_train):
     image, mask = TrainDataset(pairs, 64)[1]
     resize = T.Resize((64, 64))
     expected_image = T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])(
-        T.ToTensor()(resize(Image.open(pairs[1][0]).convert("RGB"))))
+        T.ToTensor()(resize(Image.open(pairs[1][0]).convert("RGB")))
+    )
     expected_mask = T.ToTensor()(resize(Image.open(pairs[1][1]).convert("L")))
     assert torch.equal(image, expected_image) and torch.equal(mask, expected_mask)
     assert image.shape == (3, 64, 64) and mask.shape == (1, 64, 64)

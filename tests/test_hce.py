@@ -102,8 +102,13 @@ def test_random_dis_like_pairs_agree_with_both_references():
             center = (int(rng.integers(0, w)), int(rng.integers(0, h)))
             cv2.circle(gt, center, int(rng.integers(2, 18)), 255, -1)
         cv2.line(gt, (0, int(rng.integers(0, h))), (w - 1, int(rng.integers(0, h))), 255, 1)
-        pred = np.clip(cv2.GaussianBlur(gt.astype(np.float32), (0, 0), 2) * rng.uniform(0.4, 1.0)
-                       + rng.normal(0, 35, gt.shape) + rng.uniform(0, 60), 0, 255).astype(np.uint8)
+        pred = np.clip(
+            cv2.GaussianBlur(gt.astype(np.float32), (0, 0), 2) * rng.uniform(0.4, 1.0)
+            + rng.normal(0, 35, gt.shape)
+            + rng.uniform(0, 60),
+            0,
+            255,
+        ).astype(np.uint8)
         assert ours(pred, gt, "isnet") == isnet_hce(pred, gt)
         assert ours(pred, gt, "pysod") == pysod_default_hce(pred, gt)
 
@@ -143,8 +148,18 @@ def test_eval_cli_names_the_rule_and_records_provenance(tmp_path):
     root = _write_sets(tmp_path, methods=("a",))
     for rule in ("isnet", "pysod"):
         out = tmp_path / rule
-        argv = ["--pred_root", str(root / "a"), "--gt_root", str(root / "gt"), "--save_dir", str(out),
-                "--no_progress", "--no_curves", "--hce_rule", rule]
+        argv = [
+            "--pred_root",
+            str(root / "a"),
+            "--gt_root",
+            str(root / "gt"),
+            "--save_dir",
+            str(out),
+            "--no_progress",
+            "--no_curves",
+            "--hce_rule",
+            rule,
+        ]
         assert eval_cli.main(argv) == 0
         data = json.loads((out / "results.json").read_text())
         expected = []

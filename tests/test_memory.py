@@ -75,8 +75,9 @@ def test_parameter_gradient_and_optimizer_bytes():
     assert estimate.parameters_bytes == params + buffers
     assert estimate.gradients_bytes == params - 4  # the radius is frozen, as in training
     assert estimate.optimizer_bytes == 2 * estimate.gradients_bytes  # AdaXW: two moments per weight
-    assert estimate.total_bytes == (estimate.parameters_bytes + estimate.gradients_bytes
-                                    + estimate.optimizer_bytes + estimate.activations_bytes)
+    assert estimate.total_bytes == (
+        estimate.parameters_bytes + estimate.gradients_bytes + estimate.optimizer_bytes + estimate.activations_bytes
+    )
 
 
 def test_amp_and_checkpointing_lower_the_activations():
@@ -117,14 +118,34 @@ def test_checkpoint_parts_resolve_as_the_flag_documents():
 
 def test_memory_cli_writes_the_documented_json(tmp_path):
     out = tmp_path / "m.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "memory.py"), "--size", "64", "--batch", "2",
-                           "--amp", "bf16", "--grad_checkpoint", "encoder", "hcf", "--json", str(out)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.memory",
+            "--size",
+            "64",
+            "--batch",
+            "2",
+            "--amp",
+            "bf16",
+            "--grad_checkpoint",
+            "encoder",
+            "hcf",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     data = json.loads(out.read_text())
     for key in ("parameters_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes", "total_bytes"):
         assert isinstance(data[key], int) and data[key] > 0
-    assert data["total_bytes"] == sum(data[k] for k in ("parameters_bytes", "gradients_bytes", "optimizer_bytes",
-                                                        "activations_bytes"))
+    assert data["total_bytes"] == sum(
+        data[k] for k in ("parameters_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes")
+    )
     assert (data["size"], data["batch"], data["amp"], data["grad_checkpoint"]) == (64, 2, "bf16", ["encoder", "hcf"])
     assert "activations_bytes" in proc.stdout

@@ -25,8 +25,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:This class will be removed")
 
 def _authors_map(model, image_path, size_hw, testsize):
     """The authors' test loop, written out: transforms, P1, upsample, sigmoid, min-max, ×255."""
-    transform = T.Compose([T.Resize((testsize, testsize)), T.ToTensor(),
-                           T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+    transform = T.Compose(
+        [T.Resize((testsize, testsize)), T.ToTensor(), T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])]
+    )
     x = transform(Image.open(image_path).convert("RGB")).unsqueeze(0)
     with torch.no_grad():
         p1 = model(x)[0]
@@ -44,8 +45,21 @@ def test_sets(tmp_path_factory):
 
 
 def test_maps_follow_the_testing_recipe_in_both_layouts(tmp_path, test_sets, authors_checkpoint, faithful_model):
-    argv = ["--pth_path", str(authors_checkpoint), "--test_path", str(test_sets), "--save_path", str(tmp_path),
-            "--testsize", "64", "--device", "cpu", "--workers", "0", "--no_progress"]
+    argv = [
+        "--pth_path",
+        str(authors_checkpoint),
+        "--test_path",
+        str(test_sets),
+        "--save_path",
+        str(tmp_path),
+        "--testsize",
+        "64",
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "--no_progress",
+    ]
     report = test_cli.run_test(test_cli.build_parser().parse_args(argv))
     assert len(report.written) == 4 and not report.failed
     for set_name, images, masks in (("DIS-VD", "Imgs", "GT"), ("DIS-TE1", "im", "gt")):
@@ -68,8 +82,23 @@ def test_input_folder_maps_at_each_images_size(tmp_path, test_sets, authors_chec
     # batch 1: with the fixture's random weights (activations in the thousands, saturated SFF
     # gates) a different batch size moves BLAS rounding enough to flip saturated pixels;
     # batching itself is checked on a tame model below.
-    argv = ["--pth_path", str(authors_checkpoint), "--input", str(folder), "--save_path", str(tmp_path / "out"),
-            "--testsize", "64", "--device", "cpu", "--workers", "0", "--batch_size", "1", "--no_progress"]
+    argv = [
+        "--pth_path",
+        str(authors_checkpoint),
+        "--input",
+        str(folder),
+        "--save_path",
+        str(tmp_path / "out"),
+        "--testsize",
+        "64",
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "--batch_size",
+        "1",
+        "--no_progress",
+    ]
     assert test_cli.main(argv) == 1  # one image failed: reported, the rest written
     report = test_cli.run_test(test_cli.build_parser().parse_args(argv))
     assert any("broken.jpg" in f for f in report.failed) and any("readme.txt" in s for s in report.skipped)
@@ -88,21 +117,40 @@ def test_batched_and_channels_last_prediction_match_one_by_one(tmp_path, test_se
 
     layouts = []  # whether each forward got an NHWC batch
     check_input = lib.FSANet.check_input
-    monkeypatch.setattr(lib.FSANet, "check_input", lambda x: (
-        layouts.append(x.shape[1] > 1 and not x.is_contiguous()), check_input(x))[1])
+    monkeypatch.setattr(
+        lib.FSANet, "check_input", lambda x: (layouts.append(x.shape[1] > 1 and not x.is_contiguous()), check_input(x))[1]
+    )
 
     torch.manual_seed(0)
-    path = save_checkpoint(tmp_path / "tiny.pth", build_fsanet(backbone="pvt_v2_b0", channels=(32, 64, 160, 256),
-                                                               decoder_channels=32, radius=8.0))
+    path = save_checkpoint(
+        tmp_path / "tiny.pth",
+        build_fsanet(backbone="pvt_v2_b0", channels=(32, 64, 160, 256), decoder_channels=32, radius=8.0),
+    )
     maps = {}
     for name, extra in (("1", ["--batch_size", "1"]), ("3", ["--batch_size", "3"]), ("nhwc", ["--channels_last"])):
         layouts.clear()
-        argv = ["--pth_path", str(path), "--test_path", str(test_sets), "--save_path", str(tmp_path / name),
-                "--testsize", "64", "--device", "cpu", "--workers", "2", "--no_progress", *extra]
+        argv = [
+            "--pth_path",
+            str(path),
+            "--test_path",
+            str(test_sets),
+            "--save_path",
+            str(tmp_path / name),
+            "--testsize",
+            "64",
+            "--device",
+            "cpu",
+            "--workers",
+            "2",
+            "--no_progress",
+            *extra,
+        ]
         assert test_cli.main(argv) == 0
         assert layouts == [name == "nhwc"] * (4 if name != "3" else 2)
-        maps[name] = {p.relative_to(tmp_path / name): np.asarray(Image.open(p)).astype(int)
-                      for p in sorted((tmp_path / name).rglob("*.png"))}
+        maps[name] = {
+            p.relative_to(tmp_path / name): np.asarray(Image.open(p)).astype(int)
+            for p in sorted((tmp_path / name).rglob("*.png"))
+        }
     assert len(maps["1"]) == 4
     for name in ("3", "nhwc"):
         assert maps[name].keys() == maps["1"].keys()
@@ -113,7 +161,7 @@ def _gt_and_preds(root, sizes=((48, 64), (40, 40), (32, 56)), seed=0):
     rng = np.random.default_rng(seed)
     for i, (h, w) in enumerate(sizes):
         gt = np.zeros((h, w), np.uint8)
-        gt[h // 4: 3 * h // 4, w // 5: w // 2] = 255
+        gt[h // 4 : 3 * h // 4, w // 5 : w // 2] = 255
         pred = np.clip(gt * 0.7 + rng.normal(60, 40, gt.shape), 0, 255).astype(np.uint8)
         for set_name in ("DIS-TE1", "DIS-TE2"):
             (root / "gt" / set_name / "GT").mkdir(parents=True, exist_ok=True)
@@ -127,24 +175,43 @@ def test_eval_json_equals_direct_pysodmetrics_calls_and_reports_agree(tmp_path):
     import py_sod_metrics as sod
 
     root = _gt_and_preds(tmp_path)
-    argv = ["--pred_root", str(root / "pred"), "--gt_root", str(root / "gt"), "--save_dir", str(tmp_path / "ev"),
-            "--no_progress"]
+    argv = [
+        "--pred_root",
+        str(root / "pred"),
+        "--gt_root",
+        str(root / "gt"),
+        "--save_dir",
+        str(tmp_path / "ev"),
+        "--no_progress",
+    ]
     assert eval_cli.main(argv) == 0
     data = json.loads((tmp_path / "ev" / "results.json").read_text())
     for set_name in ("DIS-TE1", "DIS-TE2"):
         fm = sod.Fmeasure()
-        wfm, mae, sm, em, hce = (sod.WeightedFmeasure(), sod.MAE(), sod.Smeasure(), sod.Emeasure(),
-                                 sod.HumanCorrectionEffortMeasure(relax=5, epsilon=2.0))
+        wfm, mae, sm, em, hce = (
+            sod.WeightedFmeasure(),
+            sod.MAE(),
+            sod.Smeasure(),
+            sod.Emeasure(),
+            sod.HumanCorrectionEffortMeasure(relax=5, epsilon=2.0),
+        )
         for i in range(3):
             pred = np.asarray(Image.open(root / "pred" / set_name / f"img{i}.png"))
             gt = np.asarray(Image.open(root / "gt" / set_name / "GT" / f"img{i}.png"))
             for metric in (fm, wfm, mae, sm, em):
                 metric.step(pred, gt)
             hce.step((pred > 128).astype(float), gt > 128, normalize=False)  # IS-Net's rule, the default
-        direct = {"maxFm": fm.get_results()["fm"]["curve"].max(), "meanFm": fm.get_results()["fm"]["curve"].mean(),
-                  "wFm": wfm.get_results()["wfm"], "MAE": mae.get_results()["mae"], "Sm": sm.get_results()["sm"],
-                  "meanEm": em.get_results()["em"]["curve"].mean(), "maxEm": em.get_results()["em"]["curve"].max(),
-                  "HCE": hce.get_results()["hce"], "num": 3}
+        direct = {
+            "maxFm": fm.get_results()["fm"]["curve"].max(),
+            "meanFm": fm.get_results()["fm"]["curve"].mean(),
+            "wFm": wfm.get_results()["wfm"],
+            "MAE": mae.get_results()["mae"],
+            "Sm": sm.get_results()["sm"],
+            "meanEm": em.get_results()["em"]["curve"].mean(),
+            "maxEm": em.get_results()["em"]["curve"].max(),
+            "HCE": hce.get_results()["hce"],
+            "num": 3,
+        }
         assert data["results"]["FSANet"][set_name] == pytest.approx(direct, rel=1e-12, abs=1e-15)
     # Markdown, CSV and JSON say the same
     with (tmp_path / "ev" / "results.csv").open() as handle:
@@ -157,8 +224,12 @@ def test_eval_json_equals_direct_pysodmetrics_calls_and_reports_agree(tmp_path):
         assert row["hce_rule"] == "isnet"
         assert f"| {row['method']} | {row['set']} | {values['num']} | {values['maxFm']:.3f} |" in md
     assert "| HCE↓ (isnet) |" in md and "IS-Net's hce_metric_main.py" in md and "plain mean of DIS-TE1..4" in md
-    assert {p.name for p in (tmp_path / "ev").glob("*.png")} == {"pr_DIS-TE1.png", "fm_DIS-TE1.png",
-                                                                  "pr_DIS-TE2.png", "fm_DIS-TE2.png"}
+    assert {p.name for p in (tmp_path / "ev").glob("*.png")} == {
+        "pr_DIS-TE1.png",
+        "fm_DIS-TE1.png",
+        "pr_DIS-TE2.png",
+        "fm_DIS-TE2.png",
+    }
 
 
 def test_hand_made_cases_give_the_known_values():
@@ -235,7 +306,7 @@ def test_demo_runs_end_to_end(tmp_path):
     for name in ("architecture.png", "demo_grid.png", "demo_pr_DIS-TE1.png", "demo_fm_DIS-TE1.png"):
         assert Image.open(tmp_path / "figures" / name).size[0] > 100
     grid = np.asarray(Image.open(tmp_path / "figures" / "demo_grid.png").convert("L"))
-    assert grid[:, 2 * grid.shape[1] // 3:].std() > 10  # the prediction column shows a map, not a blank
+    assert grid[:, 2 * grid.shape[1] // 3 :].std() > 10  # the prediction column shows a map, not a blank
 
 
 def test_training_set_is_left_out_unless_named(tmp_path):

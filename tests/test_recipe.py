@@ -125,19 +125,29 @@ def test_authors_optimizer_state_is_reindexed_by_name(authors_recipe):
 
     model = FSANet(backbone="pvt_v2_b2")
     names = [k for k in authors_recipe if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
-    picks = {"frequency.radius": None, "sff.conv_xy.weight": "feature_fusion.conv_xy.weight",
-             "backbone.block2.1.attn.kv.weight": "spatial_encoder.body.stages.1.blocks.1.attn.kv.weight",
-             "resnet_f.layer3_1.0.conv1.weight": "frequency_branch.encoder.body.layer3.0.conv1.weight",
-             "conv_up2.weight": None}
+    picks = {
+        "frequency.radius": None,
+        "sff.conv_xy.weight": "feature_fusion.conv_xy.weight",
+        "backbone.block2.1.attn.kv.weight": "spatial_encoder.body.stages.1.blocks.1.attn.kv.weight",
+        "resnet_f.layer3_1.0.conv1.weight": "frequency_branch.encoder.body.layer3.0.conv1.weight",
+        "conv_up2.weight": None,
+    }
     state = {}
     for index, name in enumerate(names):
         if name in picks and picks[name] is not None:
             shape = authors_recipe[name].shape
             state[index] = {"step": 7, "exp_avg": torch.full(shape, float(index)), "exp_avg_sq": torch.ones(shape)}
-    state[names.index("conv_up2.weight")] = {"step": 7, "exp_avg": torch.zeros(64, 64, 3, 3),
-                                              "exp_avg_sq": torch.zeros(64, 64, 3, 3)}  # unused tensor: dropped
-    authors_state = {"state": state, "param_groups": [{"lr": 1e-5, "betas": (0.9, 1e-4), "eps": 1e-12,
-                                                      "weight_decay": 1e-4, "params": list(range(len(names)))}]}
+    state[names.index("conv_up2.weight")] = {
+        "step": 7,
+        "exp_avg": torch.zeros(64, 64, 3, 3),
+        "exp_avg_sq": torch.zeros(64, 64, 3, 3),
+    }  # unused tensor: dropped
+    authors_state = {
+        "state": state,
+        "param_groups": [
+            {"lr": 1e-5, "betas": (0.9, 1e-4), "eps": 1e-12, "weight_decay": 1e-4, "params": list(range(len(names)))}
+        ],
+    }
     mapped = authors_optimizer_to_fsanet(authors_state, {"module." + k: v for k, v in authors_recipe.items()}, model)
     ours = [n for n, _ in model.named_parameters()]
     assert len(mapped["state"]) == 3

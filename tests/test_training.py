@@ -41,8 +41,9 @@ def test_one_step_updates_every_parameter_but_the_radius(synthetic_train):
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     optimizer = AdaXW(model.parameters(), lr=1e-3, weight_decay=0.0)  # no decay: only gradients move weights
     cfg = StepConfig(torch.device("cpu"), [64], 0)
-    train_one_epoch(model, [_batch(synthetic_train)], optimizer, torch.amp.GradScaler("cpu", enabled=False), cfg,
-                    progress=False)
+    train_one_epoch(
+        model, [_batch(synthetic_train)], optimizer, torch.amp.GradScaler("cpu", enabled=False), cfg, progress=False
+    )
     unchanged = [n for n, p in model.named_parameters() if torch.equal(p, before[n])]
     assert unchanged == ["frequency_branch.high_pass.radius"]
 
@@ -65,10 +66,12 @@ def test_amp_and_channels_last_steps_run(synthetic_train, amp, channels_last):
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = AdaXW(model.parameters())
-    cfg = StepConfig(torch.device("cpu"), [64], 0, amp_dtype=torch.bfloat16 if amp == "bf16" else None,
-                     channels_last=channels_last)
-    stats = train_one_epoch(model, [_batch(synthetic_train)], optimizer, torch.amp.GradScaler("cpu", enabled=False),
-                            cfg, progress=False)
+    cfg = StepConfig(
+        torch.device("cpu"), [64], 0, amp_dtype=torch.bfloat16 if amp == "bf16" else None, channels_last=channels_last
+    )
+    stats = train_one_epoch(
+        model, [_batch(synthetic_train)], optimizer, torch.amp.GradScaler("cpu", enabled=False), cfg, progress=False
+    )
     assert torch.isfinite(torch.tensor(stats["loss"])) and stats["loss"] > 0
 
 
@@ -115,8 +118,9 @@ run_training(train_args({out!r}, {data!r}, "--epoch", "3", "--save_every", "1"))
 
 
 def test_a_kill_during_a_save_leaves_a_loadable_latest(tmp_path, synthetic_train):
-    code = KILL_DURING_SECOND_SAVE.format(root=str(ROOT), tests=str(ROOT / "tests"), out=str(tmp_path),
-                                          data=str(synthetic_train))
+    code = KILL_DURING_SECOND_SAVE.format(
+        root=str(ROOT), tests=str(ROOT / "tests"), out=str(tmp_path), data=str(synthetic_train)
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == -9, proc.stderr[-2000:]
     latest = tmp_path / "checkpoints" / "FSANet" / "latest.pth"
@@ -136,8 +140,7 @@ def _ddp_worker(rank, port, out, data):
 
     import utils.training as training
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE="2")
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2")
     torch.set_num_threads(1)
     # as on GPUs with NCCL: a tensor made without device= in the training step is off the
     # training device, and a collective given such a tensor fails
@@ -164,8 +167,21 @@ def test_ddp_two_gloo_processes_end_with_equal_weights(tmp_path, synthetic_train
 
 
 def test_pre_model_takes_the_authors_checkpoint_and_epoch(tmp_path, authors_checkpoint):
-    args = train_args(tmp_path, tmp_path, "--pre_model", str(authors_checkpoint), "--backbone", "pvt_v2_b2",
-                      "--channels", "64", "128", "320", "512", "--decoder_channels", "64")
+    args = train_args(
+        tmp_path,
+        tmp_path,
+        "--pre_model",
+        str(authors_checkpoint),
+        "--backbone",
+        "pvt_v2_b2",
+        "--channels",
+        "64",
+        "128",
+        "320",
+        "512",
+        "--decoder_channels",
+        "64",
+    )
     model, start = prepare_model(args)
     assert start.epoch == 99  # the authors' FSANet-100.pth holds "opech": 99
     assert model.frequency_branch.high_pass.radius.item() == 24.0  # the fixture's weights
@@ -183,22 +199,30 @@ def test_random_backbones_are_announced_and_files_are_used(tmp_path, caplog):
     resnet = timm.create_model("resnet50", pretrained=False)
     torch.save(resnet.state_dict(), tmp_path / "resnet50.pth")
     caplog.clear()
-    args = train_args(tmp_path, tmp_path, "--pvt_weights", str(tmp_path / "pvt_v2_b0.pth"),
-                      "--resnet_weights", str(tmp_path / "resnet50.pth"))
+    args = train_args(
+        tmp_path,
+        tmp_path,
+        "--pvt_weights",
+        str(tmp_path / "pvt_v2_b0.pth"),
+        "--resnet_weights",
+        str(tmp_path / "resnet50.pth"),
+    )
     with caplog.at_level(logging.WARNING):
         model, _ = prepare_model(args)
     assert "RANDOM" not in caplog.text
-    assert torch.equal(model.spatial_encoder.body.stages[1].blocks[0].mlp.fc1.weight,
-                       pvt.stages[1].blocks[0].mlp.fc1.weight)
+    assert torch.equal(model.spatial_encoder.body.stages[1].blocks[0].mlp.fc1.weight, pvt.stages[1].blocks[0].mlp.fc1.weight)
     assert torch.equal(model.frequency_branch.encoder.body.layer2[0].conv1.weight, resnet.layer2[0].conv1.weight)
 
 
-@pytest.mark.parametrize("case,expected", [
-    ("unpaired", "images without a mask"),
-    ("missing", "no such folder"),
-    ("empty", "no image/mask pairs"),
-    ("batch_one", "at least 2 images per batch"),
-])
+@pytest.mark.parametrize(
+    "case,expected",
+    [
+        ("unpaired", "images without a mask"),
+        ("missing", "no such folder"),
+        ("empty", "no image/mask pairs"),
+        ("batch_one", "at least 2 images per batch"),
+    ],
+)
 def test_bad_data_stops_before_training_with_its_message(tmp_path, synthetic_train, caplog, case, expected):
     import shutil
 

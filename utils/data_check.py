@@ -97,8 +97,14 @@ def verify_pairs(
                 todo.append((path, kind))
     if todo:
         with ThreadPoolExecutor(max(1, threads)) as pool:
-            for path, kind, note, error in tqdm(pool.map(_check, todo), total=len(todo), desc="checking files",
-                                                unit="file", disable=not progress, leave=False):
+            for path, kind, note, error in tqdm(
+                pool.map(_check, todo),
+                total=len(todo),
+                desc="checking files",
+                unit="file",
+                disable=not progress,
+                leave=False,
+            ):
                 if error:
                     result.bad.append(error)
                     continue

@@ -52,8 +52,10 @@ def init_distributed(device_type: str) -> DistInfo:
     device = torch.device("cpu")
     if device_type == "cuda":
         if local_rank >= torch.cuda.device_count():
-            raise ValueError(f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} GPUs are visible: "
-                             "start at most one process per GPU (torchrun --nproc_per_node)")
+            raise ValueError(
+                f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} GPUs are visible: "
+                "start at most one process per GPU (torchrun --nproc_per_node)"
+            )
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)  # before the group: NCCL and all_gather_object use the current device
     if not dist.is_initialized():
@@ -75,8 +77,10 @@ def all_reduce_sum(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
     """
     if info.enabled:
         if tensor.device != info.device:
-            raise ValueError(f"all_reduce_sum: tensor on {tensor.device}, but the collectives of this process run "
-                             f"on {info.device}; create it there (device=...)")
+            raise ValueError(
+                f"all_reduce_sum: tensor on {tensor.device}, but the collectives of this process run "
+                f"on {info.device}; create it there (device=...)"
+            )
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
 

@@ -50,11 +50,13 @@ class EvaluationError(ValueError):
 def new_metrics(hce_rule: Optional[str] = "isnet") -> Dict[str, Any]:
     """Fresh pysodmetrics objects for one (method, set); ``hce_rule=None`` leaves HCE out."""
     metrics = {
-        "fm": sod.FmeasureV2(metric_handlers={
-            "fm": sod.FmeasureHandler(with_dynamic=True, with_adaptive=False, beta=0.3),
-            "pre": sod.PrecisionHandler(with_dynamic=True, with_adaptive=False),
-            "rec": sod.RecallHandler(with_dynamic=True, with_adaptive=False),
-        }),
+        "fm": sod.FmeasureV2(
+            metric_handlers={
+                "fm": sod.FmeasureHandler(with_dynamic=True, with_adaptive=False, beta=0.3),
+                "pre": sod.PrecisionHandler(with_dynamic=True, with_adaptive=False),
+                "rec": sod.RecallHandler(with_dynamic=True, with_adaptive=False),
+            }
+        ),
         "wfm": sod.WeightedFmeasure(),
         "mae": sod.MAE(),
         "sm": sod.Smeasure(),
@@ -129,8 +131,9 @@ class SetMatch:
     pred_dir_exists: bool = True
 
 
-def _by_stem(folder: Path, extensions: Tuple[str, ...], not_images: List[str],
-             ambiguous: Optional[List[str]] = None) -> Dict[str, Path]:
+def _by_stem(
+    folder: Path, extensions: Tuple[str, ...], not_images: List[str], ambiguous: Optional[List[str]] = None
+) -> Dict[str, Path]:
     by_stem: Dict[str, List[Path]] = {}
     for entry in sorted(folder.iterdir()):
         if entry.is_dir() or entry.name.startswith("."):
@@ -148,8 +151,9 @@ def match_set(mask_dir: Path, pred_dir: Path) -> SetMatch:
     match = SetMatch(pred_dir_exists=pred_dir.is_dir())
     masks = _by_stem(mask_dir, MASK_EXTENSIONS, match.not_images)
     if not masks:
-        raise EvaluationError(f"{mask_dir}: no mask files ({' '.join(MASK_EXTENSIONS)}); the ground truth is missing "
-                              "here, not the predictions")
+        raise EvaluationError(
+            f"{mask_dir}: no mask files ({' '.join(MASK_EXTENSIONS)}); the ground truth is missing here, not the predictions"
+        )
     preds = _by_stem(pred_dir, IMAGE_EXTENSIONS, match.not_images, match.ambiguous) if match.pred_dir_exists else {}
     for stem, mask in masks.items():
         if stem in preds:
@@ -318,26 +322,36 @@ def evaluate(
     for name, root in methods.items():
         shared = {str(mask_dir) for s, mask_dir in gt_sets if (Path(root) / s).resolve() == mask_dir.resolve()}
         if shared:
-            log.warning("predictions of %s are read from the ground-truth folder %s: every score will be perfect",
-                        name, ", ".join(sorted(shared)))
+            log.warning(
+                "predictions of %s are read from the ground-truth folder %s: every score will be perfect",
+                name,
+                ", ".join(sorted(shared)),
+            )
         elif Path(root).resolve() == Path(gt_root).resolve():
-            log.warning("predictions of %s: %s is the ground-truth root (--gt_root); give the folder test.py wrote "
-                        "(its --save_path)", name, root)
+            log.warning(
+                "predictions of %s: %s is the ground-truth root (--gt_root); give the folder test.py wrote "
+                "(its --save_path)",
+                name,
+                root,
+            )
     matches = {s: {m: match_set(mask_dir, Path(root) / s) for m, root in methods.items()} for s, mask_dir in gt_sets}
     not_images = sorted({f for per_method in matches.values() for match in per_method.values() for f in match.not_images})
     if not_images:
         log.warning("not images, ignored: %s", ", ".join(not_images))
-    ambiguous = [f"  {m} / {s}: {a}" for s, per_method in matches.items() for m, match in per_method.items()
-                 for a in match.ambiguous]
+    ambiguous = [
+        f"  {m} / {s}: {a}" for s, per_method in matches.items() for m, match in per_method.items() for a in match.ambiguous
+    ]
     if ambiguous:
-        raise EvaluationError("several prediction files share a stem, so which one to score is ambiguous:\n"
-                              + "\n".join(ambiguous) + "\nkeep one file per stem")
+        raise EvaluationError(
+            "several prediction files share a stem, so which one to score is ambiguous:\n"
+            + "\n".join(ambiguous)
+            + "\nkeep one file per stem"
+        )
     lines = []
     for s, per_method in matches.items():
         for m, match in per_method.items():
             if not match.pred_dir_exists:
-                lines.append(f"  {m} / {s}: the folder {Path(methods[m]) / s} does not exist "
-                             f"({len(match.missing)} masks)")
+                lines.append(f"  {m} / {s}: the folder {Path(methods[m]) / s} does not exist ({len(match.missing)} masks)")
             elif match.missing:
                 lines.append(f"  {m} / {s}: {len(match.missing)} missing: {', '.join(match.missing)}")
     if lines:
@@ -354,16 +368,30 @@ def evaluate(
             log.warning("%s / %s: no predictions at all, left out", method, set_name)
         if not present:
             continue
-        scored, outcome = evaluate_masks(_mask_items({m: per_method[m] for m in present}), present, workers,
-                                         hce_rule, progress, f"{set_name} ({len(present)} method{'s' * (len(present) > 1)})")
+        scored, outcome = evaluate_masks(
+            _mask_items({m: per_method[m] for m in present}),
+            present,
+            workers,
+            hce_rule,
+            progress,
+            f"{set_name} ({len(present)} method{'s' * (len(present) > 1)})",
+        )
         if outcome.unreadable.get("masks"):
-            raise EvaluationError(f"{set_name}: ground-truth masks that cannot be read:\n  "
-                                  + "\n  ".join(outcome.unreadable["masks"]) + "\nreplace them and run again")
+            raise EvaluationError(
+                f"{set_name}: ground-truth masks that cannot be read:\n  "
+                + "\n  ".join(outcome.unreadable["masks"])
+                + "\nreplace them and run again"
+            )
         for line in describe_mask_notes(outcome.mask_notes, f"{set_name} ground truth"):
             log.warning("%s", line)
         for method, count in outcome.both_empty.items():
-            log.warning("%s / %s: %d pairs with an empty mask and an empty prediction (they score perfectly; "
-                        "check that these masks are meant to be empty)", method, set_name, count)
+            log.warning(
+                "%s / %s: %d pairs with an empty mask and an empty prediction (they score perfectly; "
+                "check that these masks are meant to be empty)",
+                method,
+                set_name,
+                count,
+            )
         for method, files in outcome.unreadable.items():
             unreadable += [f"  {method} / {set_name}: {f}" for f in files]
         for method, (values, set_curves) in scored.items():

@@ -41,8 +41,17 @@ _BLOCKS = {
     "sff": ("SFF (one, shared) ×3\ngate + SEA selection\ntop-down", 13.4, 3.0, "#f7cfd4"),
     "head": ("shared head\nconv → ×2 up → conv\nP1 P2 P3 P4", 15.5, 3.0, "#e8e8e8"),
 }
-_ARROWS = [("input", "hp"), ("input", "senc"), ("hp", "fenc"), ("fenc", "mf"), ("senc", "mf"), ("mf", "csfm"),
-           ("csfm", "hcf"), ("hcf", "sff"), ("sff", "head")]
+_ARROWS = [
+    ("input", "hp"),
+    ("input", "senc"),
+    ("hp", "fenc"),
+    ("fenc", "mf"),
+    ("senc", "mf"),
+    ("mf", "csfm"),
+    ("csfm", "hcf"),
+    ("hcf", "sff"),
+    ("sff", "head"),
+]
 
 
 def draw_architecture(out: PathLike) -> Path:
@@ -52,15 +61,32 @@ def draw_architecture(out: PathLike) -> Path:
     ax.set_ylim(0.2, 5.8)
     ax.axis("off")
     for label, x, y, colour in _BLOCKS.values():
-        ax.text(x, y, label, ha="center", va="center", fontsize=9,
-                bbox=dict(boxstyle="round,pad=0.5", facecolor=colour, edgecolor="#555555"))
+        ax.text(
+            x,
+            y,
+            label,
+            ha="center",
+            va="center",
+            fontsize=9,
+            bbox=dict(boxstyle="round,pad=0.5", facecolor=colour, edgecolor="#555555"),
+        )
     for start, end in _ARROWS:
         (_, x0, y0, _), (_, x1, y1, _) = _BLOCKS[start], _BLOCKS[end]
         half = {"input": 0.55, "hp": 1.1, "fenc": 1.0}
-        ax.annotate("", xy=(x1 - half.get(end, 0.95), y1), xytext=(x0 + half.get(start, 0.95), y0),
-                    arrowprops=dict(arrowstyle="-|>", color="#333333", lw=1.2, shrinkA=4, shrinkB=4))
-    ax.text(0.5, 0.55, "lib/frequency.py · models/backbones.py · lib/modality_fusion.py · lib/scale_fusion.py · "
-            "lib/context_fusion.py · lib/feature_fusion.py · lib/head.py", fontsize=8, color="#555555")
+        ax.annotate(
+            "",
+            xy=(x1 - half.get(end, 0.95), y1),
+            xytext=(x0 + half.get(start, 0.95), y0),
+            arrowprops=dict(arrowstyle="-|>", color="#333333", lw=1.2, shrinkA=4, shrinkB=4),
+        )
+    ax.text(
+        0.5,
+        0.55,
+        "lib/frequency.py · models/backbones.py · lib/modality_fusion.py · lib/scale_fusion.py · "
+        "lib/context_fusion.py · lib/feature_fusion.py · lib/head.py",
+        fontsize=8,
+        color="#555555",
+    )
     ax.set_title("FSANet as implemented here (python -m utils.figures architecture)", fontsize=11)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -86,8 +112,10 @@ def qualitative_grid(
     for name, root in predictions.items():
         absent = [p.name for p in paths if not (Path(root) / f"{p.stem}.png").exists()]
         if len(absent) == len(paths):
-            raise FileNotFoundError(f"{root}: no prediction for any of {absent} (method {name}); "
-                                    "point --pred at the folder holding <stem>.png maps")
+            raise FileNotFoundError(
+                f"{root}: no prediction for any of {absent} (method {name}); "
+                "point --pred at the folder holding <stem>.png maps"
+            )
     columns = ["image"] + (["mask"] if masks else []) + list(predictions)
     fig, axes = _figure((2.4 * len(columns), 2.2 * len(paths)), nrows=len(paths), ncols=len(columns), squeeze=False)
     for row, path in enumerate(paths):

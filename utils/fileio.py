@@ -70,6 +70,7 @@ def check_writable(folder: PathLike, flag: str) -> Path:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as error:
-        raise OutputError(f"{flag} {folder}: cannot write there ({error.strerror or error}); "
-                          "choose a writable folder") from None
+        raise OutputError(
+            f"{flag} {folder}: cannot write there ({error.strerror or error}); choose a writable folder"
+        ) from None
     return folder

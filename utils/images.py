@@ -64,8 +64,10 @@ def _opened(path: PathLike) -> Iterator[Image.Image]:
             image.load()
             yield image
     except Image.DecompressionBombError as error:
-        raise ImageReadError(f"{path}: larger than Pillow's limit of {Image.MAX_IMAGE_PIXELS} pixels ({error}); "
-                             "if the file is genuine, raise PIL.Image.MAX_IMAGE_PIXELS in your script") from None
+        raise ImageReadError(
+            f"{path}: larger than Pillow's limit of {Image.MAX_IMAGE_PIXELS} pixels ({error}); "
+            "if the file is genuine, raise PIL.Image.MAX_IMAGE_PIXELS in your script"
+        ) from None
     except ImageReadError:
         raise
     except Exception as error:  # noqa: BLE001  (Pillow raises many types for broken files)
@@ -122,8 +124,11 @@ def read_gt_mask(path: PathLike) -> Tuple[np.ndarray, Optional[str]]:
     with _opened(path) as image:
         image = _to_8bit(image)
         if image.mode in ("RGB", "RGBA", "P", "PA", "LA", "CMYK", "YCbCr"):
-            rgb = _mask_rgba_to_rgb(image) if image.mode in ("RGBA", "LA", "PA") or (
-                image.mode == "P" and "transparency" in image.info) else image.convert("RGB")
+            rgb = (
+                _mask_rgba_to_rgb(image)
+                if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+                else image.convert("RGB")
+            )
             channels = np.asarray(rgb)
             spread = channels.max(axis=-1).astype(np.int16) - channels.min(axis=-1)
             if spread.size and spread.max() > COLOUR_SPREAD:

@@ -111,8 +111,10 @@ def _autocast(device_type: str, dtype: Optional[torch.dtype]):
         return contextlib.nullcontext()
     if device_type == "cuda" and not torch.cuda.is_available():
         # torch.autocast turns itself off without a GPU; the fake CUDA tensors still take CUDA's autocast rules
-        with mock.patch("torch.cuda.is_available", return_value=True), \
-                mock.patch("torch.cuda.is_bf16_supported", return_value=True):
+        with (
+            mock.patch("torch.cuda.is_available", return_value=True),
+            mock.patch("torch.cuda.is_bf16_supported", return_value=True),
+        ):
             return torch.autocast("cuda", dtype=dtype)
     return torch.autocast(device_type, dtype=dtype)
 
@@ -166,10 +168,20 @@ def estimate_training_memory(
             param.grad = torch.zeros_like(param)
         optimizer = AdaXW(trainable)
         optimizer.step()
-        optimizer_bytes = _nbytes(t for state in optimizer.state.values() for t in state.values()
-                                  if isinstance(t, torch.Tensor))
+        optimizer_bytes = _nbytes(
+            t for state in optimizer.state.values() for t in state.values() if isinstance(t, torch.Tensor)
+        )
     parameters = _nbytes(model.parameters()) + _nbytes(model.buffers())
     gradients = _nbytes(trainable)
-    return MemoryEstimate(parameters, gradients, optimizer_bytes, activations,
-                          parameters + gradients + optimizer_bytes + activations,
-                          size, batch, amp, tuple(grad_checkpoint), device)
+    return MemoryEstimate(
+        parameters,
+        gradients,
+        optimizer_bytes,
+        activations,
+        parameters + gradients + optimizer_bytes + activations,
+        size,
+        batch,
+        amp,
+        tuple(grad_checkpoint),
+        device,
+    )

@@ -68,8 +68,7 @@ def find_layout(root: PathLike, need_masks: bool = True) -> Tuple[str, Path, Opt
     """
     root = Path(root)
     if root.is_file():
-        raise DatasetError(f"{root}: a file; give the dataset folder that holds the image and mask folders; "
-                           f"{LAYOUT_HELP}")
+        raise DatasetError(f"{root}: a file; give the dataset folder that holds the image and mask folders; {LAYOUT_HELP}")
     if not root.is_dir():
         raise DatasetError(f"{root}: no such folder; {LAYOUT_HELP}")
     for name, (images, masks) in LAYOUTS.items():
@@ -104,8 +103,11 @@ class PairScan:
     def has_problems(self) -> bool:
         """Anything besides size mismatches (which the authors drop silently)."""
         return bool(
-            self.images_without_mask or self.masks_without_image or self.not_images
-            or self.unreadable or self.duplicate_stems
+            self.images_without_mask
+            or self.masks_without_image
+            or self.not_images
+            or self.unreadable
+            or self.duplicate_stems
         )
 
     def problems(self) -> str:
@@ -155,10 +157,12 @@ def scan_pairs(root: PathLike, check_sizes: bool = True) -> PairScan:
     images = _list_files(image_dir, IMAGE_EXTENSIONS, scan)
     masks = _list_files(mask_dir, MASK_EXTENSIONS, scan)
     # a stem with two images (or masks) is reported as ambiguous, not its partner as unpaired
-    scan.images_without_mask = [str(images[s].relative_to(scan.root))
-                                for s in sorted(set(images) - set(masks) - scan.ambiguous)]
-    scan.masks_without_image = [str(masks[s].relative_to(scan.root))
-                                for s in sorted(set(masks) - set(images) - scan.ambiguous)]
+    scan.images_without_mask = [
+        str(images[s].relative_to(scan.root)) for s in sorted(set(images) - set(masks) - scan.ambiguous)
+    ]
+    scan.masks_without_image = [
+        str(masks[s].relative_to(scan.root)) for s in sorted(set(masks) - set(images) - scan.ambiguous)
+    ]
     for stem in sorted(set(images) & set(masks)):
         image, mask = images[stem], masks[stem]
         if check_sizes:
@@ -194,12 +198,16 @@ def training_pairs(root: PathLike, skip_unpaired: bool = False) -> List[Tuple[Pa
     if scan.size_mismatch:
         log.warning(
             "%s: dropping %d pairs whose image and mask sizes differ (as the authors do): %s",
-            scan.root, len(scan.size_mismatch), ", ".join(scan.size_mismatch),
+            scan.root,
+            len(scan.size_mismatch),
+            ", ".join(scan.size_mismatch),
         )
     if not scan.pairs:
         if scan.size_mismatch:
-            raise DatasetError(f"{scan.root}: every one of the {len(scan.size_mismatch)} pairs has an image and a mask "
-                               "of different sizes, so none can be trained on (the layout is fine); resize the masks "
-                               "to their images")
+            raise DatasetError(
+                f"{scan.root}: every one of the {len(scan.size_mismatch)} pairs has an image and a mask "
+                "of different sizes, so none can be trained on (the layout is fine); resize the masks "
+                "to their images"
+            )
         raise DatasetError(f"{scan.root}: no image/mask pairs to train on; {LAYOUT_HELP}")
     return scan.pairs

@@ -74,8 +74,9 @@ def find_test_sets(test_path: PathLike, sets: Optional[Sequence[str]] = None) ->
     """
     test_path = Path(test_path)
     if not test_path.is_dir():
-        raise DatasetError(f"{test_path}: no such folder; expected <test_path>/<set>/Imgs (or im) with sets like "
-                           f"{', '.join(DIS_SETS)}")
+        raise DatasetError(
+            f"{test_path}: no such folder; expected <test_path>/<set>/Imgs (or im) with sets like {', '.join(DIS_SETS)}"
+        )
     if sets:
         absent = [n for n in sets if not (test_path / n).is_dir()]
         if absent:
@@ -154,8 +155,10 @@ def refuse_writing_into(jobs: Sequence[Job], protected: Sequence[Path], flag: st
     guarded = {Path(p).resolve() for p in protected if p is not None}
     hit = sorted({str(job.output.parent) for job in jobs if job.output.parent.resolve() in guarded})
     if hit:
-        raise DatasetError(f"{flag} would write maps into {', '.join(hit)}, which holds the input images or the "
-                           "ground-truth masks (they could be overwritten); choose another folder")
+        raise DatasetError(
+            f"{flag} would write maps into {', '.join(hit)}, which holds the input images or the "
+            "ground-truth masks (they could be overwritten); choose another folder"
+        )
 
 
 class _JobDataset(Dataset):
@@ -208,8 +211,9 @@ def predict_jobs(
     report = report or PredictReport()
     device = device or torch.device("cpu")
     model.eval()
-    loader = DataLoader(_JobDataset(jobs, testsize), batch_size=batch_size, num_workers=workers,
-                        pin_memory=device.type == "cuda")
+    loader = DataLoader(
+        _JobDataset(jobs, testsize), batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda"
+    )
     for images, indices, heights, widths, errors in tqdm(loader, desc=desc, unit="batch", disable=not progress):
         keep = [i for i, error in enumerate(errors) if not error]
         for i, error in enumerate(errors):
@@ -230,5 +234,14 @@ def predict_jobs(
     return report
 
 
-__all__ = ["Job", "PredictReport", "find_test_sets", "input_jobs", "list_images", "predict_jobs",
-           "refuse_writing_into", "set_jobs", "write_png"]
+__all__ = [
+    "Job",
+    "PredictReport",
+    "find_test_sets",
+    "input_jobs",
+    "list_images",
+    "predict_jobs",
+    "refuse_writing_into",
+    "set_jobs",
+    "write_png",
+]

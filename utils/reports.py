@@ -58,15 +58,20 @@ def provenance(hce_rule: Optional[str]) -> Dict[str, Any]:
 def provenance_line(info: Dict[str, Any]) -> str:
     """The one line under the Markdown table."""
     v = info["versions"]
-    return (f"{info['hce']}. {info['overall']}. pysodmetrics {v['pysodmetrics']}, OpenCV {v['opencv']}, "
-            f"scikit-image {v['scikit-image']}, numpy {v['numpy']}.")
+    return (
+        f"{info['hce']}. {info['overall']}. pysodmetrics {v['pysodmetrics']}, OpenCV {v['opencv']}, "
+        f"scikit-image {v['scikit-image']}, numpy {v['numpy']}."
+    )
 
 
 def _rows(results: Results) -> Tuple[List[str], List[List[Any]]]:
     keys = [k for k in METRIC_KEYS if any(k in v for per_set in results.values() for v in per_set.values())]
     header = ["method", "set", "num", *keys]
-    rows = [[method, set_name, values["num"], *(values.get(k, float("nan")) for k in keys)]
-            for method, per_set in results.items() for set_name, values in per_set.items()]
+    rows = [
+        [method, set_name, values["num"], *(values.get(k, float("nan")) for k in keys)]
+        for method, per_set in results.items()
+        for set_name, values in per_set.items()
+    ]
     return header, rows
 
 
@@ -108,8 +113,10 @@ def plot_curves(curves: Curves, save_dir: PathLike) -> List[Path]:
 
     save_dir = Path(save_dir)
     save_dir.mkdir(parents=True, exist_ok=True)
-    sets = sorted({s for per_set in curves.values() for s in per_set},
-                  key=lambda s: (DIS_SETS.index(s) if s in DIS_SETS else len(DIS_SETS), s))
+    sets = sorted(
+        {s for per_set in curves.values() for s in per_set},
+        key=lambda s: (DIS_SETS.index(s) if s in DIS_SETS else len(DIS_SETS), s),
+    )
     written = []
     for set_name in sets:
         for kind in ("pr", "fm"):

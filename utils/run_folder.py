@@ -107,8 +107,10 @@ def prepare_run_folder(checkpoint_dir: Path, log_dir: Path, resume_from: Optiona
     when a folder is not writable.
     """
     existing = run_files(checkpoint_dir)
-    resume = resume_from is not None and (resume_from if resume_from.is_dir() else resume_from.parent).resolve() \
-        == checkpoint_dir.resolve()
+    resume = (
+        resume_from is not None
+        and (resume_from if resume_from.is_dir() else resume_from.parent).resolve() == checkpoint_dir.resolve()
+    )
     if existing and not (resume or overwrite):
         raise RunFolderError(
             f"{checkpoint_dir} already holds a run ({', '.join(existing[:4])}{' …' if len(existing) > 4 else ''}); "

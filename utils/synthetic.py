@@ -157,8 +157,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="dataset root to write (created)")
     parser.add_argument("--count", type=int, default=16, help="number of image/mask pairs")
     parser.add_argument("--size", type=parse_size, default=(256, 256), help="N or WxH (default 256)")
-    parser.add_argument("--layout", choices=sorted(LAYOUTS), default="authors",
-                        help="authors: Imgs/ + GT/; dis5k: im/ + gt/")
+    parser.add_argument(
+        "--layout", choices=sorted(LAYOUTS), default="authors", help="authors: Imgs/ + GT/; dis5k: im/ + gt/"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--image_ext", choices=[".jpg", ".png"], default=".jpg")
     args = parser.parse_args(argv)

@@ -33,7 +33,7 @@ from lib.checkpoint import (
     authors_optimizer_to_fsanet,
     detect_layout,
     load_backbone_weights,
-    load_fsanet_weights,
+    load_fsanet_checkpoint,
     make_checkpoint,
     read_checkpoint,
 )
@@ -117,8 +117,12 @@ def rng_state() -> Dict[str, Any]:
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "gauss": float(np_state[4]),
+        },
         "python": [py_state[0], list(py_state[1]), py_state[2]],
     }
 
@@ -193,41 +197,68 @@ def prepare_model(args: argparse.Namespace) -> Tuple[FSANet, StartState]:
                 "to start from other FSANet weights use --pre_model"
             )
         model = build_fsanet(meta["config"])
-        load_fsanet_weights(model, path)
+        load_fsanet_checkpoint(model, obj, path)
         extras = {k: obj.get(k) for k in ("scheduler", "scaler", "rng", "best", "history")}
         saved = obj.get("args") or {}
-        changed = [f"--{k} {saved[k]} → {getattr(args, k)}" for k in RECIPE_ARGS
-                   if k in saved and saved[k] != _plain_arg(getattr(args, k))]
+        changed = [
+            f"--{k} {saved[k]} → {getattr(args, k)}"
+            for k in RECIPE_ARGS
+            if k in saved and saved[k] != _plain_arg(getattr(args, k))
+        ]
         if changed:
-            log.warning("resuming with recipe options that differ from the checkpoint's: %s "
-                        "(the run will not equal an uninterrupted one)", "; ".join(changed))
-        used = {"backbone": meta["config"].get("backbone"), "freq_backbone": meta["config"].get("freq_backbone"),
-                "channels": meta["config"].get("channels"), "decoder_channels": meta["config"].get("decoder_channels")}
-        ignored = [f"--{k} {_plain_arg(getattr(args, k))}" for k, v in used.items()
-                   if v is not None and _plain_arg(getattr(args, k)) != _plain_arg(v)]
+            log.warning(
+                "resuming with recipe options that differ from the checkpoint's: %s "
+                "(the run will not equal an uninterrupted one)",
+                "; ".join(changed),
+            )
+        used = {
+            "backbone": meta["config"].get("backbone"),
+            "freq_backbone": meta["config"].get("freq_backbone"),
+            "channels": meta["config"].get("channels"),
+            "decoder_channels": meta["config"].get("decoder_channels"),
+        }
+        ignored = [
+            f"--{k} {_plain_arg(getattr(args, k))}"
+            for k, v in used.items()
+            if v is not None and _plain_arg(getattr(args, k)) != _plain_arg(v)
+        ]
         if ignored:
-            log.warning("--resume keeps the checkpoint's architecture (%s); ignored: %s",
-                        ", ".join(f"{k} {_plain_arg(v)}" for k, v in used.items()), "; ".join(ignored))
+            log.warning(
+                "--resume keeps the checkpoint's architecture (%s); ignored: %s",
+                ", ".join(f"{k} {_plain_arg(v)}" for k, v in used.items()),
+                "; ".join(ignored),
+            )
         for key, value in used.items():  # the checkpoints of this run record what was used
             if value is not None:
                 setattr(args, key, tuple(value) if isinstance(value, list) else value)
         log.info("resuming %s after epoch %d", path, obj["epoch"])
         return model, StartState(int(obj["epoch"]), obj.get("optimizer"), extras)
 
-    model = build_fsanet(backbone=args.backbone, freq_backbone=args.freq_backbone, channels=args.channels,
-                         decoder_channels=args.decoder_channels, radius=args.radius, drop_path_rate=args.drop_path)
+    model = build_fsanet(
+        backbone=args.backbone,
+        freq_backbone=args.freq_backbone,
+        channels=args.channels,
+        decoder_channels=args.decoder_channels,
+        radius=args.radius,
+        drop_path_rate=args.drop_path,
+    )
     if args.pre_model:
         obj = read_checkpoint(args.pre_model)
         layout, state_dict, meta = detect_layout(obj, args.pre_model)
-        report = load_fsanet_weights(model, args.pre_model)
+        report = load_fsanet_checkpoint(model, obj, args.pre_model)
         optimizer_state = None
         if layout == "project":
             optimizer_state = obj.get("optimizer")
         elif layout == "authors":
             optimizer_state = authors_optimizer_to_fsanet(obj.get("optimizer") or {}, obj["model"], model)
         epoch = int(meta.get("epoch") or 0)
-        log.info("--pre_model %s (%s): weights%s, continuing after epoch %d",
-                 args.pre_model, report.layout, " and optimiser state" if optimizer_state else "", epoch)
+        log.info(
+            "--pre_model %s (%s): weights%s, continuing after epoch %d",
+            args.pre_model,
+            report.layout,
+            " and optimiser state" if optimizer_state else "",
+            epoch,
+        )
         return model, StartState(epoch, optimizer_state)
 
     random_parts = init_backbones(model, args)
@@ -236,7 +267,9 @@ def prepare_model(args: argparse.Namespace) -> Tuple[FSANet, StartState]:
             "\n%s\nTHE BACKBONES ARE RANDOM: no ImageNet weights for the %s.\n"
             "The authors start from ImageNet PVT-v2-b2 and ResNet-50; without them the paper's numbers "
             "are out of reach.\nGive the local files with --pvt_weights / --resnet_weights / --res2net_weights.\n%s",
-            "!" * 78, " and ".join(random_parts), "!" * 78,
+            "!" * 78,
+            " and ".join(random_parts),
+            "!" * 78,
         )
     return model, StartState()
 
@@ -292,8 +325,9 @@ def train_one_epoch(
                 outputs = model(x)
             total, losses = deep_supervision_loss(outputs[:4], y, cfg.weights, cfg.bce)
             if not torch.isfinite(total):
-                raise FloatingPointError(f"{desc}: the loss became {total.item()} at size {size}; "
-                                         "lower --lr, or use --amp bf16 instead of fp16")
+                raise FloatingPointError(
+                    f"{desc}: the loss became {total.item()} at size {size}; lower --lr, or use --amp bf16 instead of fp16"
+                )
             scaler.scale(total).backward()
             if cfg.clip > 0:
                 scaler.unscale_(optimizer)
@@ -351,15 +385,20 @@ def validate(
 
 
 def verify_training_files(
-    pairs: Sequence[Tuple[Path, Path]], val_pairs: Sequence[Tuple[Path, Path]], record_path: Path, workers: int,
-    info: DistInfo, progress: bool = True,
+    pairs: Sequence[Tuple[Path, Path]],
+    val_pairs: Sequence[Tuple[Path, Path]],
+    record_path: Path,
+    workers: int,
+    info: DistInfo,
+    progress: bool = True,
 ) -> None:
     """Decode every training and validation file before the first step (each process
     its share); raise one :class:`DatasetError` naming every unreadable file."""
     everything = list(pairs) + list(val_pairs)
     record = load_record(record_path)
-    mine = verify_pairs(everything[info.rank::info.world_size], record, max(1, workers),
-                        progress=progress and info.is_main)
+    mine = verify_pairs(
+        everything[info.rank :: info.world_size], record, max(1, workers), progress=progress and info.is_main
+    )
     parts = gather_objects((mine.bad, dict(mine.mask_notes), mine.record, mine.decoded), info)
     bad = sorted(b for part in parts for b in part[0])
     notes: Dict[str, List[str]] = {}
@@ -378,11 +417,15 @@ def verify_training_files(
                 save_record(record_path, merged)
             except OSError as error:
                 log.warning("could not remember the checked files in %s (%s)", record_path, error)
-            log.info("checked %d files (%d decoded now, the rest remembered in %s)", 2 * len(everything),
-                     decoded, record_path)
+            log.info(
+                "checked %d files (%d decoded now, the rest remembered in %s)", 2 * len(everything), decoded, record_path
+            )
     if bad:
-        raise DatasetError(f"{len(bad)} training/validation files cannot be read:\n  " + "\n  ".join(bad)
-                           + "\nreplace or remove them (with their image or mask) before training")
+        raise DatasetError(
+            f"{len(bad)} training/validation files cannot be read:\n  "
+            + "\n  ".join(bad)
+            + "\nreplace or remove them (with their image or mask) before training"
+        )
 
 
 @dataclass
@@ -418,11 +461,14 @@ def _data_parallel_device(device: torch.device, gpus: List[int]) -> torch.device
     count = torch.cuda.device_count()
     absent = [g for g in gpus if g >= count]
     if absent or len(set(gpus)) != len(gpus):
-        raise ValueError(f"--gpus {','.join(map(str, gpus))}: {count} GPUs are visible (ids 0..{count - 1}), "
-                         "each id may appear once")
+        raise ValueError(
+            f"--gpus {','.join(map(str, gpus))}: {count} GPUs are visible (ids 0..{count - 1}), each id may appear once"
+        )
     if device.index is not None and device.index != gpus[0]:
-        raise ValueError(f"--device {device} but --gpus starts with {gpus[0]}: DataParallel keeps the model on the "
-                         "first of --gpus; drop --device or make them agree")
+        raise ValueError(
+            f"--device {device} but --gpus starts with {gpus[0]}: DataParallel keeps the model on the "
+            "first of --gpus; drop --device or make them agree"
+        )
     return torch.device("cuda", gpus[0])
 
 
@@ -453,9 +499,11 @@ def _wrap_model(model: nn.Module, device: torch.device, dp_gpus: List[int], info
 
 
 def _epoch_line(epoch: int, total: int, lr: float, stats: Dict[str, float], val: Optional[Dict[str, float]]) -> str:
-    line = (f"epoch {epoch}/{total} | loss {stats['loss']:.4f} (P1 {stats['P1']:.4f} P2 {stats['P2']:.4f} "
-            f"P3 {stats['P3']:.4f} P4 {stats['P4']:.4f}) | lr {lr:.3e} | {stats['images_per_s']:.2f} img/s | "
-            f"{stats['seconds']:.0f} s")
+    line = (
+        f"epoch {epoch}/{total} | loss {stats['loss']:.4f} (P1 {stats['P1']:.4f} P2 {stats['P2']:.4f} "
+        f"P3 {stats['P3']:.4f} P4 {stats['P4']:.4f}) | lr {lr:.3e} | {stats['images_per_s']:.2f} img/s | "
+        f"{stats['seconds']:.0f} s"
+    )
     if val:
         line += f" | val MAE {val['MAE']:.4f} maxFβ {val['maxFm']:.4f}"
     return line
@@ -468,8 +516,9 @@ def run_training(args: argparse.Namespace) -> TrainResult:
     if info.enabled:
         device = info.device  # one process per GPU (or CPU worker)
         if args.gpus:
-            log.warning("--gpus %s is ignored under torchrun: each process drives GPU LOCAL_RANK",
-                        ",".join(map(str, args.gpus)))
+            log.warning(
+                "--gpus %s is ignored under torchrun: each process drives GPU LOCAL_RANK", ",".join(map(str, args.gpus))
+            )
     elif device.type == "cuda" and args.gpus:
         device = _data_parallel_device(device, args.gpus)
     root = Path(args.out_root)
@@ -479,8 +528,9 @@ def run_training(args: argparse.Namespace) -> TrainResult:
         error = None
         if info.is_main:
             try:
-                lock = prepare_run_folder(checkpoint_dir, log_dir, Path(args.resume) if args.resume else None,
-                                          getattr(args, "overwrite", False))
+                lock = prepare_run_folder(
+                    checkpoint_dir, log_dir, Path(args.resume) if args.resume else None, getattr(args, "overwrite", False)
+                )
             except ValueError as refused:
                 error = refused
         _agree(info, error)
@@ -521,31 +571,44 @@ def _run(args: argparse.Namespace, device: torch.device, info: DistInfo, checkpo
     dp_gpus = data_parallel_gpus(device, args.gpus, info)
     if smallest_chunk(per_process, len(dp_gpus)) < 2:
         where = f"each of the {len(dp_gpus)} DataParallel GPUs" if dp_gpus else "each process"
-        raise ValueError(f"{where} needs at least 2 images per batch (--batchsize {args.batchsize}): SFF's global "
-                         "branch applies BatchNorm to a 1×1 map, which fails on one image in training (as in the "
-                         "authors' model); raise --batchsize or use fewer GPUs (--gpus)")
+        raise ValueError(
+            f"{where} needs at least 2 images per batch (--batchsize {args.batchsize}): SFF's global "
+            "branch applies BatchNorm to a 1×1 map, which fails on one image in training (as in the "
+            "authors' model); raise --batchsize or use fewer GPUs (--gpus)"
+        )
     pairs = training_pairs(args.train_path, skip_unpaired=args.skip_unpaired)
     val_pairs = []
     if args.val_path:
         val_scan = scan_pairs(args.val_path)
         if val_scan.has_problems or val_scan.size_mismatch:
             mismatched = ", ".join(val_scan.size_mismatch)
-            log.warning("validation set: %s%s", val_scan.problems(),
-                        f"\n  size mismatches left out: {mismatched}" if mismatched else "")
+            log.warning(
+                "validation set: %s%s",
+                val_scan.problems(),
+                f"\n  size mismatches left out: {mismatched}" if mismatched else "",
+            )
         val_pairs = val_scan.pairs
     if args.cache_dir:
         check_writable(args.cache_dir, "--cache_dir")
     seed_everything(args.seed + info.rank)
     model, start = prepare_model(args)
     if args.resume and start.epoch >= args.epoch:
-        log.info("%s: this run is finished (epoch %d of --epoch %d); nothing to train. To train longer, "
-                 "give a larger --epoch (the LR schedule then changes)", args.resume, start.epoch, args.epoch)
+        log.info(
+            "%s: this run is finished (epoch %d of --epoch %d); nothing to train. To train longer, "
+            "give a larger --epoch (the LR schedule then changes)",
+            args.resume,
+            start.epoch,
+            args.epoch,
+        )
         return TrainResult(model, list(start.extras.get("history") or []), checkpoint_dir, log_dir, None)
     record = Path(args.cache_dir) / "verified.json" if args.cache_dir else checkpoint_dir / "verified_files.json"
     verify_training_files(pairs, val_pairs, record, args.workers, info, progress=not args.no_progress)
     if all(PolyDecay(args.epoch, args.power)(i) == 0 for i in range(start.epoch, args.epoch)):
-        log.warning("every epoch of this run has learning rate 0: the authors' poly schedule reaches 0 at its last "
-                    "epoch (--epoch %d), so nothing will be learned; use --epoch 2 or more", args.epoch)
+        log.warning(
+            "every epoch of this run has learning rate 0: the authors' poly schedule reaches 0 at its last "
+            "epoch (--epoch %d), so nothing will be learned; use --epoch 2 or more",
+            args.epoch,
+        )
     # The radius gets no gradient in the authors' model (hard threshold); freezing it changes
     # nothing and lets DistributedDataParallel run without find_unused_parameters.
     model.frequency_branch.high_pass.radius.requires_grad_(False)
@@ -573,25 +636,47 @@ def _run(args: argparse.Namespace, device: torch.device, info: DistInfo, checkpo
     remainder = per_rank_samples % per_process
     drop_last = remainder > 0 and smallest_chunk(remainder, len(dp_gpus)) < 2
     if drop_last:
-        log.warning("%d images with batch %d leave a last batch of %d that puts 1 image on a GPU or process, which "
-                    "BatchNorm cannot train on: those images are skipped each epoch",
-                    per_rank_samples, per_process, remainder)
+        log.warning(
+            "%d images with batch %d leave a last batch of %d that puts 1 image on a GPU or process, which "
+            "BatchNorm cannot train on: those images are skipped each epoch",
+            per_rank_samples,
+            per_process,
+            remainder,
+        )
     generator = torch.Generator().manual_seed(args.seed)
-    loader = DataLoader(dataset, batch_size=per_process, shuffle=sampler is None, sampler=sampler,
-                        num_workers=args.workers, pin_memory=device.type == "cuda", drop_last=drop_last,
-                        generator=generator)
+    loader = DataLoader(
+        dataset,
+        batch_size=per_process,
+        shuffle=sampler is None,
+        sampler=sampler,
+        num_workers=args.workers,
+        pin_memory=device.type == "cuda",
+        drop_last=drop_last,
+        generator=generator,
+    )
     if len(dataset) < 2:
-        raise ValueError(f"{args.train_path}: {len(dataset)} usable pair; training needs at least 2 (every batch "
-                         "needs 2 images for SFF's BatchNorm): add images")
+        raise ValueError(
+            f"{args.train_path}: {len(dataset)} usable pair; training needs at least 2 (every batch "
+            "needs 2 images for SFF's BatchNorm): add images"
+        )
     if len(loader) == 0:
-        raise ValueError(f"{args.train_path}: {len(dataset)} pairs give no full batch of {per_process}; "
-                         "add images or lower --batchsize (2 at the least)")
+        raise ValueError(
+            f"{args.train_path}: {len(dataset)} pairs give no full batch of {per_process}; "
+            "add images or lower --batchsize (2 at the least)"
+        )
 
     rates = list(args.rates)
     sizes = scaled_sizes(args.trainsize, rates)
     record_index = rates.index(1.0) if 1.0 in rates else len(rates) - 1
-    cfg = StepConfig(device, sizes, record_index, args.clip, "weighted" if args.loss == "weighted" else "mean",
-                     amp_dtype=amp_dtype, channels_last=args.channels_last)
+    cfg = StepConfig(
+        device,
+        sizes,
+        record_index,
+        args.clip,
+        "weighted" if args.loss == "weighted" else "mean",
+        amp_dtype=amp_dtype,
+        channels_last=args.channels_last,
+    )
     history: List[Dict[str, float]] = list(start.extras.get("history") or [])
     best = dict(start.extras.get("best") or {"maxFm": -math.inf, "epoch": 0})
     if start.extras.get("rng"):
@@ -604,21 +689,39 @@ def _run(args: argparse.Namespace, device: torch.device, info: DistInfo, checkpo
         from tensorboardX import SummaryWriter
 
         writer = SummaryWriter(str(log_dir))
-        log.info("training %d pairs from %s on %s%s | sizes %s | batch %d | epochs %d → %d | checkpoints in %s",
-                 len(dataset), args.train_path, device, f" × {info.world_size} processes" if info.enabled else "",
-                 sizes, args.batchsize, start.epoch + 1, args.epoch, checkpoint_dir)
+        log.info(
+            "training %d pairs from %s on %s%s | sizes %s | batch %d | epochs %d → %d | checkpoints in %s",
+            len(dataset),
+            args.train_path,
+            device,
+            f" × {info.world_size} processes" if info.enabled else "",
+            sizes,
+            args.batchsize,
+            start.epoch + 1,
+            args.epoch,
+            checkpoint_dir,
+        )
     last_checkpoint = None
     for epoch in range(start.epoch + 1, args.epoch + 1):
         if sampler is not None:
             sampler.set_epoch(epoch)
         lr = optimizer.param_groups[0]["lr"]
-        stats = train_one_epoch(wrapped, loader, optimizer, scaler, cfg, f"epoch {epoch}/{args.epoch}",
-                                progress=info.is_main and not args.no_progress, info=info)
+        stats = train_one_epoch(
+            wrapped,
+            loader,
+            optimizer,
+            scaler,
+            cfg,
+            f"epoch {epoch}/{args.epoch}",
+            progress=info.is_main and not args.no_progress,
+            info=info,
+        )
         scheduler.step()
         val = None
         if val_pairs and info.is_main and (epoch % args.val_every == 0 or epoch == args.epoch):
-            val = validate(model, val_pairs, device, args.val_size or args.trainsize, amp_dtype,
-                           progress=not args.no_progress)
+            val = validate(
+                model, val_pairs, device, args.val_size or args.trainsize, amp_dtype, progress=not args.no_progress
+            )
         states = gather_objects(rng_state(), info)
         record = {"epoch": epoch, "lr": lr, **stats, **(val or {})}
         history.append(record)
@@ -635,8 +738,15 @@ def _run(args: argparse.Namespace, device: torch.device, info: DistInfo, checkpo
             if improved:
                 best = {"maxFm": val["maxFm"], "MAE": val["MAE"], "epoch": epoch}
             checkpoint = make_checkpoint(
-                model, epoch, optimizer, vars(args), scheduler=scheduler.state_dict(), scaler=scaler.state_dict(),
-                rng={"ranks": states, "loader": generator.get_state()}, best=best, history=history,
+                model,
+                epoch,
+                optimizer,
+                vars(args),
+                scheduler=scheduler.state_dict(),
+                scaler=scaler.state_dict(),
+                rng={"ranks": states, "loader": generator.get_state()},
+                best=best,
+                history=history,
             )
             last_checkpoint = checkpoint_dir / "latest.pth"
             atomic_save(checkpoint, last_checkpoint)
