@@ -20,16 +20,14 @@ from typing import Optional, Sequence
 
 import eval as evaluation_cli
 import test as test_cli
-import train as train_cli
 from utils.figures import draw_architecture, qualitative_grid
 from utils.pairing import DIS_SETS
 from utils.reports import format_table, provenance, provenance_line
 from utils.synthetic import write_dataset
+from utils.train_config import TrainConfig
 from utils.training import run_training
 
 log = logging.getLogger("fsanet.demo")
-
-SMALL_MODEL = ["--backbone", "pvt_v2_b0", "--channels", "32", "64", "160", "256", "--decoder_channels", "32"]
 
 
 def run_demo(out: Path, quick: bool = False, figures: Optional[Path] = None) -> dict:
@@ -49,37 +47,24 @@ def run_demo(out: Path, quick: bool = False, figures: Optional[Path] = None) -> 
         )
 
     log.info("2/5 training %d epoch(s) at %d px", epochs, trainsize)
-    train_args = train_cli.build_parser().parse_args(
-        [
-            "--train_path",
-            str(data / "TrainDataset"),
-            "--train_save",
-            "demo",
-            "--out_root",
-            str(out),
-            "--device",
-            "cpu",
-            "--epoch",
-            str(epochs),
-            "--batchsize",
-            "4",
-            "--trainsize",
-            str(trainsize),
-            "--radius",
-            "24",
-            "--workers",
-            "0",
-            "--save_every",
-            "1",
-            "--no_progress",
-            "--overwrite",
-            "--val_path",
-            str(data / "TestDataset" / "DIS-VD"),
-            *SMALL_MODEL,
-            *(["--rates", "1"] if quick else []),
-        ]
+    config = TrainConfig(
+        train_path=str(data / "TrainDataset"),
+        train_save="demo",
+        out_root=str(out),
+        device="cpu",
+        epoch=epochs,
+        batchsize=4,
+        trainsize=trainsize,
+        workers=0,
+        save_every=1,
+        no_progress=True,
+        overwrite=True,
+        val_path=str(data / "TestDataset" / "DIS-VD"),
+        config="fsanet_small",
+        radius=24.0,
+        rates=(1.0,) if quick else TrainConfig.rates,
     )
-    trained = run_training(train_args)
+    trained = run_training(config)
 
     log.info("3/5 test.py on %s", ", ".join(DIS_SETS))
     results_dir = out / "results"

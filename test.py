@@ -19,7 +19,9 @@ from typing import Optional, Sequence
 import torch
 
 from lib.checkpoint import CheckpointError, build_from_checkpoint
+from utils.amp import AMP_DTYPES
 from utils.cli import EXIT_INTERRUPTED, EXIT_REFUSED, HelpFormatter, non_negative_int, positive_int, round_size
+from utils.devices import resolve_device
 from utils.fileio import OutputError, check_writable
 from utils.images import IMAGE_EXTENSIONS
 from utils.pairing import DIS_SETS, DatasetError
@@ -32,7 +34,6 @@ from utils.predict import (
     refuse_writing_into,
     set_jobs,
 )
-from utils.training import AMP_DTYPES, resolve_device
 
 log = logging.getLogger("fsanet.test")
 

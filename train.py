@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
 from lib.checkpoint import CheckpointError, read_checkpoint
+from lib.configs import CONFIGS
 from lib.FSANet import CHECKPOINT_PARTS
 from models.backbones import FREQUENCY_BACKBONES, SPATIAL_BACKBONES
 from utils.cli import (
@@ -33,7 +33,8 @@ from utils.cli import (
 )
 from utils.fileio import OutputError
 from utils.pairing import DatasetError
-from utils.training import AMP_DTYPES, SIZE_RATES, run_training
+from utils.train_config import TrainConfig
+from utils.training import run_training
 
 
 def _gpu_list(text: str) -> List[int]:
@@ -58,41 +59,47 @@ def _checkpoint_part(text: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     recipe = p.add_argument_group("the authors' recipe (defaults reproduce it)")
-    recipe.add_argument("--epoch", type=positive_int, default=200, help="total epochs")
-    recipe.add_argument("--lr", type=positive_float, default=2e-4, help="initial learning rate of the poly schedule")
+    recipe.add_argument("--epoch", type=positive_int, default=TrainConfig.epoch, help="total epochs")
+    recipe.add_argument(
+        "--lr", type=positive_float, default=TrainConfig.lr, help="initial learning rate of the poly schedule"
+    )
     recipe.add_argument(
         "--batchsize",
         type=positive_int,
-        default=8,
+        default=TrainConfig.batchsize,
         help="global batch: split over GPUs by DataParallel, or over torchrun processes",
     )
     recipe.add_argument(
         "--trainsize",
         type=positive_int,
-        default=736,
+        default=TrainConfig.trainsize,
         help="training side before the size rates (rounded to a multiple of 32)",
     )
-    recipe.add_argument("--clip", type=non_negative_float, default=0.5, help="clamp every gradient to ±clip (0: off)")
+    recipe.add_argument(
+        "--clip", type=non_negative_float, default=TrainConfig.clip, help="clamp every gradient to ±clip (0: off)"
+    )
     recipe.add_argument(
         "--rates",
         type=positive_float,
         nargs="+",
-        default=list(SIZE_RATES),
+        default=list(TrainConfig.rates),
         help="multi-scale rates, one optimiser step each",
     )
     recipe.add_argument(
         "--loss",
         choices=["authors", "weighted"],
-        default="authors",
+        default=TrainConfig.loss,
         help="authors: BCE as their code computes it (plain mean); weighted: the boundary-weighted BCE they intended",
     )
-    recipe.add_argument("--weight_decay", type=non_negative_float, default=1e-4, help="AdaXW decoupled weight decay")
-    recipe.add_argument("--power", type=positive_float, default=0.9, help="poly LR power")
+    recipe.add_argument(
+        "--weight_decay", type=non_negative_float, default=TrainConfig.weight_decay, help="AdaXW decoupled weight decay"
+    )
+    recipe.add_argument("--power", type=positive_float, default=TrainConfig.power, help="poly LR power")
 
     data = p.add_argument_group("data")
     data.add_argument(
         "--train_path",
-        default="./data/TrainDataset",
+        default=TrainConfig.train_path,
         help="dataset root: <root>/Imgs + <root>/GT, or DIS5K's <root>/im + <root>/gt",
     )
     data.add_argument(
@@ -104,32 +111,41 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument(
         "--workers",
         type=non_negative_int,
-        default=min(4, os.cpu_count() or 1),
+        default=TrainConfig.workers,
         help="DataLoader worker processes (also the threads that check the files first)",
     )
     data.add_argument("--val_path", default=None, help="optional validation set (either layout)")
-    data.add_argument("--val_every", type=positive_int, default=1, help="validate every N epochs")
+    data.add_argument("--val_every", type=positive_int, default=TrainConfig.val_every, help="validate every N epochs")
     data.add_argument("--val_size", type=positive_int, default=None, help="validation input side (default: --trainsize)")
 
     model = p.add_argument_group("model and weights")
-    model.add_argument("--backbone", choices=sorted(SPATIAL_BACKBONES), default="pvt_v2_b2")
-    model.add_argument("--freq_backbone", choices=sorted(FREQUENCY_BACKBONES), default="resnet50")
+    model.add_argument(
+        "--config",
+        choices=sorted(CONFIGS),
+        default=TrainConfig.config,
+        help="named architecture (lib/configs.py): fsanet is the paper's, fsanet_small a fast one for tests and "
+        "demos; the flags below override its values",
+    )
+    model.add_argument("--backbone", choices=sorted(SPATIAL_BACKBONES), default=None, help="default: the config's")
+    model.add_argument("--freq_backbone", choices=sorted(FREQUENCY_BACKBONES), default=None, help="default: the config's")
     model.add_argument(
         "--channels",
         type=positive_int,
         nargs=4,
-        default=[64, 128, 320, 512],
-        help="CSFM widths at strides 4-32 (the paper's 64 128 320 512)",
+        default=None,
+        help="CSFM widths at strides 4-32 (the paper's 64 128 320 512; default: the config's)",
     )
-    model.add_argument("--decoder_channels", type=positive_int, default=64, help="HCF/SFF/head width (the paper's 64)")
+    model.add_argument("--decoder_channels", type=positive_int, default=None, help="HCF/SFF/head width (the paper's 64)")
     model.add_argument(
         "--radius",
         type=non_negative_float,
-        default=100.0,
+        default=None,
         help="initial high-pass radius (the authors' 100 removes the whole spectrum of inputs "
         "below ~142 px: use less for small demo sizes)",
     )
-    model.add_argument("--drop_path", type=probability, default=0.1, help="spatial encoder stochastic depth")
+    model.add_argument(
+        "--drop_path", type=probability, default=None, help="spatial encoder stochastic depth (the paper's 0.1)"
+    )
     model.add_argument("--pvt_weights", default=None, help="ImageNet PVT-v2 file (official or timm keys)")
     model.add_argument("--resnet_weights", default=None, help="torchvision ResNet-50 ImageNet file")
     model.add_argument("--res2net_weights", default=None, help="official Res2Net-50 v1b 26w×4s ImageNet file")
@@ -146,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = p.add_argument_group("devices, speed and output")
     run.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     run.add_argument("--gpus", type=_gpu_list, default=None, help="DataParallel GPU ids, e.g. 0,1 (default: all visible)")
-    run.add_argument("--amp", choices=sorted(AMP_DTYPES), default="none", help="mixed precision")
+    run.add_argument("--amp", choices=["bf16", "fp16", "none"], default=TrainConfig.amp, help="mixed precision")
     run.add_argument("--channels_last", action="store_true", help="NHWC memory format")
     run.add_argument(
         "--grad_checkpoint",
@@ -157,10 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="recompute activations in backward to save memory: no PART = both encoders; parts: "
         f"{' '.join(CHECKPOINT_PARTS)}, or all (README, Memory)",
     )
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--seed", type=int, default=TrainConfig.seed)
     run.add_argument(
         "--train_save",
-        default="FSANet",
+        default=TrainConfig.train_save,
         help="run name: checkpoints/NAME and logs/NAME; a folder holding a run is refused unless --resume or --overwrite",
     )
     run.add_argument(
@@ -168,21 +184,35 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace the run already in checkpoints/NAME (its checkpoints and logs are deleted first)",
     )
-    run.add_argument("--out_root", default=".", help="folder that holds checkpoints/ and logs/")
-    run.add_argument("--save_every", type=positive_int, default=5, help="numbered checkpoint every N epochs")
+    run.add_argument("--out_root", default=TrainConfig.out_root, help="folder that holds checkpoints/ and logs/")
+    run.add_argument(
+        "--save_every", type=positive_int, default=TrainConfig.save_every, help="numbered checkpoint every N epochs"
+    )
+    run.add_argument(
+        "--save_optimizer",
+        choices=["all", "latest"],
+        default=TrainConfig.save_optimizer,
+        help="which checkpoints keep the optimiser state (about 2/3 of a checkpoint's 1.3 GB): all, or only "
+        "latest.pth (numbered and best checkpoints then hold the weights only; --resume needs latest.pth)",
+    )
     run.add_argument("--no_progress", action="store_true", help="no progress bars")
     return p
 
 
+def parse_config(argv: Optional[Sequence[str]] = None) -> TrainConfig:
+    """train.py's flags as a :class:`TrainConfig`."""
+    return TrainConfig.from_dict(vars(build_parser().parse_args(argv)))
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     log = logging.getLogger("fsanet.train")
+    config = parse_config(argv)
     for name in ("trainsize", "val_size"):
-        round_size(args, name, log)
-    run_dir = Path(args.out_root) / "checkpoints" / args.train_save
+        round_size(config, name, log)
+    run_dir = Path(config.out_root) / "checkpoints" / config.train_save
     try:
-        run_training(args)
+        run_training(config)
     except KeyboardInterrupt:
         saved = _last_saved(run_dir)
         log.error(

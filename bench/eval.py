@@ -18,6 +18,7 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import Optional, Sequence
 
 import cv2
 import numpy as np
@@ -43,7 +44,7 @@ def make_data(root: Path, count: int, width: int, height: int) -> None:
         cv2.imwrite(str(pred_dir / f"m{i:04d}.png"), pred)
 
 
-def main() -> None:
+def main(argv: Optional[Sequence[str]] = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="bench/data/eval")
     p.add_argument("--count", type=int, default=16)
@@ -53,7 +54,7 @@ def main() -> None:
     p.add_argument("--methods", type=int, default=3, help="methods for the shared-skeleton comparison (1: skip it)")
     p.add_argument("--repeats", type=int, default=2, help="runs of that comparison (the minimum is reported)")
     p.add_argument("--json", default="bench/results/eval.json")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     root = Path(args.data)
     make_data(root, args.count, args.width, args.height)
     results = {}

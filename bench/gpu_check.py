@@ -23,13 +23,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional, Sequence
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SMALL = ["--backbone", "pvt_v2_b0", "--channels", "32", "64", "160", "256", "--decoder_channels", "32", "--radius", "8"]
+SMALL = ["--config", "fsanet_small"]
 
 
 def _run(name: str, cmd: List[str], log_dir: Path, env: Dict[str, str]) -> Dict:
@@ -181,13 +181,13 @@ def checks(work: Path, gpus: int, cpu: bool, weights: str = None) -> List[tuple]
     return rows
 
 
-def main() -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cpu_smoke", action="store_true", help="run the checks on CPU at toy sizes (plumbing only)")
     p.add_argument("--json", default="bench/results/gpu_check.json")
     p.add_argument("--keep", action="store_true", help="keep the work folder (logs of every check)")
     p.add_argument("--weights", default=None, help="FSANet checkpoint for the map check (default: random weights)")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     gpus = torch.cuda.device_count()
     if not gpus and not args.cpu_smoke:
         print("gpu_check: no CUDA GPU is visible to PyTorch; nothing was run.")

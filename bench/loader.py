@@ -15,6 +15,7 @@ import platform
 import shutil
 import time
 from pathlib import Path
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -54,7 +55,7 @@ def rate(dataset: TrainDataset, workers: int, epochs: int = 1) -> float:
     return epochs * len(dataset) / (time.perf_counter() - start)
 
 
-def main() -> None:
+def main(argv: Optional[Sequence[str]] = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="bench/data/dis_sized")
     p.add_argument("--count", type=int, default=12)
@@ -63,7 +64,7 @@ def main() -> None:
     p.add_argument("--trainsize", type=int, default=736)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--json", default="bench/results/loader.json")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     data = Path(args.data)
     make_data(data, args.count, args.min_side, args.max_side)
     pairs = training_pairs(data)

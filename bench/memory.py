@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional, Sequence
 
 from lib.FSANet import CHECKPOINT_PARTS, build_fsanet, checkpoint_parts
 from utils.memory import AMP_DTYPES, estimate_training_memory
@@ -60,7 +60,7 @@ def format_rows(rows: List[Dict]) -> str:
     return "\n".join(lines) + "\n\n(GiB; total under 22 GB leaves room for the CUDA context and the allocator)"
 
 
-def main() -> None:
+def main(argv: Optional[Sequence[str]] = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", type=int, default=928, help="training side (the recipe's largest: 928)")
     p.add_argument("--batch", type=int, default=8, help="images per GPU")
@@ -75,7 +75,7 @@ def main() -> None:
     p.add_argument("--device", default="cuda", help="the (fake) device: cuda (default) or cpu")
     p.add_argument("--recipe_table", action="store_true", help="the README's table of the recipe's steps")
     p.add_argument("--json", default=None, help="write the numbers here")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if args.recipe_table:
         rows = recipe_table(args.device)
         print(format_rows(rows))

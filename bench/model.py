@@ -18,7 +18,7 @@ import resource
 import statistics
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -26,15 +26,17 @@ from PIL import Image
 
 from bench.authors_style import make_authors_style
 from lib.checkpoint import build_from_checkpoint
-from lib.FSANet import FSANet, checkpoint_parts
+from lib.configs import get_config
+from lib.FSANet import build_fsanet, checkpoint_parts
 from utils.adaxw import AdaXW
+from utils.amp import AMP_DTYPES, autocast
 from utils.inference import postprocess, preprocess
-from utils.losses import deep_supervision_loss
+from utils.recipe import StepConfig, optimizer_step
 from utils.synthetic import make_sample
 
 ROOT = Path(__file__).resolve().parents[1]
 
-AMP = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+AMP = AMP_DTYPES
 
 
 def _sync(device: torch.device) -> None:
@@ -101,7 +103,7 @@ def time_interleaved(
 def build(impl: str, args: argparse.Namespace, device: torch.device) -> torch.nn.Module:
     """The model as ``impl`` computes it, on ``device``, with the options in ``args``."""
     torch.manual_seed(0)
-    model = build_from_checkpoint(args.weights)[0] if args.weights else FSANet(radius=100.0)
+    model = build_from_checkpoint(args.weights)[0] if args.weights else build_fsanet(get_config(args.config))
     if impl == "authors":
         make_authors_style(model)
     model.to(device)
@@ -123,7 +125,7 @@ def inference_fn(forward: Callable, args: argparse.Namespace, device: torch.devi
     amp = AMP[args.amp]
 
     def infer() -> None:
-        with torch.inference_mode(), torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+        with torch.inference_mode(), autocast(device.type, amp):
             forward(x)
 
     return infer
@@ -136,21 +138,12 @@ def train_step_fn(model: torch.nn.Module, args: argparse.Namespace, device: torc
     x = torch.randn(args.train_batch, 3, args.size, args.size, device=device).contiguous(memory_format=_memory_format(args))
     mask = (torch.rand(args.train_batch, 1, args.size, args.size, device=device) > 0.5).float()
     forward = torch.compile(model) if args.compile else model
-    amp = AMP[args.amp]
     optimizer = AdaXW(model.parameters())
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
-    params = [p for p in model.parameters() if p.requires_grad]
+    cfg = StepConfig(device, [args.size], 0, amp_dtype=AMP[args.amp], channels_last=args.channels_last)
 
     def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            outputs = forward(x)
-        loss, _ = deep_supervision_loss(outputs[:4], mask)
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_value_(params, 0.5)
-        scaler.step(optimizer)
-        scaler.update()
+        optimizer_step(forward, x, mask, optimizer, scaler, cfg)  # exactly train.py's step
 
     return step
 
@@ -170,7 +163,7 @@ def map_difference(
     amp = AMP[args.amp]
     with torch.inference_mode():
         expected = postprocess(reference(x)[0][0], (args.size, args.size)).astype(int)
-        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+        with autocast(device.type, amp):
             got = postprocess(
                 forward(x.contiguous(memory_format=_memory_format(args)))[0][0], (args.size, args.size)
             ).astype(int)
@@ -202,9 +195,10 @@ def bench(args: argparse.Namespace, device: torch.device) -> Dict[str, Dict[str,
     return rows
 
 
-def main() -> None:
+def main(argv: Optional[Sequence[str]] = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", type=int, default=512)
+    p.add_argument("--config", default="fsanet", help="named architecture without --weights (lib/configs.py)")
     p.add_argument("--batch", type=int, default=1, help="inference batch")
     p.add_argument("--train_batch", type=int, default=2, help="training-step batch (≥ 2; the recipe's is 8)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -228,7 +222,7 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--json", default="bench/results/model.json")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

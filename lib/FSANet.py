@@ -17,6 +17,7 @@ import torch
 import torch.utils.checkpoint
 from torch import nn
 
+from lib.configs import CONFIGS
 from lib.context_fusion import HierarchicalContextFusion
 from lib.feature_fusion import SelectiveFeatureFusion
 from lib.frequency import FrequencyBranch
@@ -25,15 +26,8 @@ from lib.modality_fusion import MultiModalityFusion
 from lib.scale_fusion import CollaborativeScaleFusion
 from models.backbones import build_spatial_encoder
 
-#: the paper's configuration; every key is a constructor argument of :class:`FSANet`.
-DEFAULT_CONFIG: Dict[str, Any] = {
-    "backbone": "pvt_v2_b2",
-    "freq_backbone": "resnet50",
-    "channels": (64, 128, 320, 512),
-    "decoder_channels": 64,
-    "radius": 100.0,
-    "drop_path_rate": 0.1,
-}
+#: the paper's configuration (``lib.configs``); every key is a constructor argument of :class:`FSANet`.
+DEFAULT_CONFIG: Dict[str, Any] = CONFIGS["fsanet"]
 
 #: config keys that do not change the weights' shapes (training-time values only).
 NON_ARCHITECTURE_KEYS = ("radius", "drop_path_rate")

@@ -35,6 +35,7 @@ SPATIAL_BACKBONES: Dict[str, str] = {
 FREQUENCY_BACKBONES: Dict[str, str] = {
     "resnet50": "resnet50",  # torchvision's ResNet-50 keys and computation
     "res2net50": "res2net50d",
+    "resnet18": "resnet18",  # the small configuration's (lib.configs): not the paper's
 }
 
 #: the reductions FSANet takes features at.

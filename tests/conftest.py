@@ -69,25 +69,13 @@ def faithful_model(authors_checkpoint):
     return model
 
 
-#: a small FSANet for training tests (pvt_v2_b0 widths, 32-channel decoder): ~42 M parameters.
-TINY_MODEL_ARGS = [
-    "--backbone",
-    "pvt_v2_b0",
-    "--channels",
-    "32",
-    "64",
-    "160",
-    "256",
-    "--decoder_channels",
-    "32",
-    "--radius",
-    "8",
-]
+#: the small named configuration (lib/configs.py), for training tests.
+TINY_MODEL_ARGS = ["--config", "fsanet_small"]
 
 
 def train_args(root: Path, data: Path, *extra: str):
-    """train.py options for a fast CPU run on ``data``, writing under ``root``."""
-    from train import build_parser
+    """A TrainConfig for a fast CPU run on ``data``, writing under ``root`` (train.py's flags)."""
+    from train import parse_config
 
     argv = [
         "--train_path",
@@ -108,7 +96,7 @@ def train_args(root: Path, data: Path, *extra: str):
         *TINY_MODEL_ARGS,
         *extra,
     ]
-    return build_parser().parse_args(argv)
+    return parse_config(argv)
 
 
 @pytest.fixture(scope="session")

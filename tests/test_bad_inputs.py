@@ -22,6 +22,7 @@ import eval as eval_cli
 import test as test_cli
 import train as train_cli
 from lib.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from lib.configs import get_config
 from lib.FSANet import build_fsanet
 from utils.data_check import verify_pairs
 from utils.dataset import TrainDataset
@@ -30,7 +31,7 @@ from utils.pairing import DatasetError, training_pairs
 from utils.run_folder import LOCK_NAME
 from utils.training import run_training
 
-TINY = dict(backbone="pvt_v2_b0", channels=(32, 64, 160, 256), decoder_channels=32, radius=8.0)
+TINY = get_config("fsanet_small")
 
 
 def _copy(src: Path, dst: Path) -> Path:

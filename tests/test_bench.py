@@ -7,24 +7,20 @@ import os
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
 
 
-def _run(script, tmp_path, *args):
+def _run(script, tmp_path, *args, capsys=None):
+    """``python -m bench.<script> ARGS --json OUT``, in this process (the scripts' main takes argv)."""
+    import importlib
+
     out = tmp_path / f"{script}.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", f"bench.{script}", *args, "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(out.read_text()), proc.stdout
+    importlib.import_module(f"bench.{script}").main([*args, "--json", str(out)])
+    return json.loads(out.read_text()), capsys.readouterr().out if capsys else ""
 
 
-def test_model_bench(tmp_path):
+def test_model_bench(tmp_path, capsys):
     data, stdout = _run(
         "model",
         tmp_path,
@@ -41,12 +37,18 @@ def test_model_bench(tmp_path):
         "authors",
         "--channels_last",
         "--check_maps",
+        "--config",
+        "fsanet_small",
+        capsys=capsys,
     )
+    assert data["config"]["size"] == 64 and data["config"]["impl"] == ["ours", "authors"]
     for impl in ("ours", "authors"):
         result = data["results"][impl]
-        assert result["infer_median_s"] > 0 and result["train_median_s"] > 0 and result["infer_first_s"] > 0
+        assert 0 < result["infer_min_s"] <= result["infer_median_s"]
+        assert result["train_images_per_s"] == pytest.approx(2 / result["train_median_s"])  # --train_batch 2
         assert result["maps_max_grey_diff"] <= 1  # NHWC changes float rounding only
-    assert "faster than the authors' way" in stdout
+    gain = data["results"]["authors"]["infer_median_s"] / data["results"]["ours"]["infer_median_s"] - 1
+    assert f"ours is {100 * gain:+.1f}% faster than the authors' way" in stdout
 
 
 def test_map_check_sees_a_changed_computation():
@@ -55,11 +57,14 @@ def test_map_check_sees_a_changed_computation():
     import torch
 
     from bench.model import map_difference
-    from lib.FSANet import FSANet
+    from lib.configs import get_config
+    from lib.FSANet import build_fsanet
 
-    args = argparse.Namespace(size=64, weights=None, grad_checkpoint=None, channels_last=False, compile=False, amp="none")
+    args = argparse.Namespace(
+        size=64, weights=None, grad_checkpoint=None, channels_last=False, compile=False, amp="none", config="fsanet_small"
+    )
     torch.manual_seed(0)
-    model = FSANet(radius=8.0).eval()
+    model = build_fsanet(get_config("fsanet_small")).eval()
     assert map_difference(model, args, torch.device("cpu"))["maps_max_grey_diff"] == 0
     model.register_forward_hook(lambda module, inputs, outputs: tuple(-t for t in outputs))
     assert map_difference(model, args, torch.device("cpu"))["maps_max_grey_diff"] > 1

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
-from conftest import ROOT
 from torch import nn
 
+from lib.configs import get_config
 from lib.FSANet import CHECKPOINT_PARTS, FSANet, build_fsanet, checkpoint_parts
 from utils.memory import SavedTensorCounter, count_step_activations, estimate_training_memory
 
-TINY = dict(backbone="pvt_v2_b0", channels=(32, 64, 160, 256), decoder_channels=32, radius=8.0)
+TINY = get_config("fsanet_small")
 
 
 def tiny() -> FSANet:
@@ -57,7 +55,7 @@ def test_fake_tensor_estimate_equals_a_real_count_and_scales_with_pixels():
         x, y = torch.randn(2, 3, size, size), torch.rand(2, 1, size, size)
         real_with_loss = count_step_activations(model, x, y)
         forward_only = _independent_count(model, x)
-        assert forward_only < real_with_loss < 1.02 * forward_only  # the loss adds a little
+        assert forward_only < real_with_loss < 1.05 * forward_only  # the loss adds a little
         estimates[size] = estimate_training_memory(tiny, size, 2, "none", (), device="cpu")
         assert estimates[size].activations_bytes == real_with_loss
         # a fake GPU saves what CUDA's kernels save: close to the CPU's, not the same
@@ -81,7 +79,7 @@ def test_parameter_gradient_and_optimizer_bytes():
 
 
 def test_amp_and_checkpointing_lower_the_activations():
-    # large enough that bf16's halved activations outweigh autocast's bf16 weight copies (~84 MB here)
+    # large enough that bf16's halved activations outweigh autocast's bf16 weight copies (~37 MB here)
     fp32 = estimate_training_memory(tiny, 384, 2, "none", ()).activations_bytes
     bf16 = estimate_training_memory(tiny, 384, 2, "bf16", ()).activations_bytes
     encoder = estimate_training_memory(tiny, 384, 2, "bf16", ("encoder",)).activations_bytes
@@ -116,31 +114,11 @@ def test_checkpoint_parts_resolve_as_the_flag_documents():
         checkpoint_parts(["decoder"])
 
 
-def test_memory_cli_writes_the_documented_json(tmp_path):
+def test_memory_cli_writes_the_documented_json(tmp_path, capsys):
+    from bench.memory import main
+
     out = tmp_path / "m.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.memory",
-            "--size",
-            "64",
-            "--batch",
-            "2",
-            "--amp",
-            "bf16",
-            "--grad_checkpoint",
-            "encoder",
-            "hcf",
-            "--json",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    main(["--size", "64", "--batch", "2", "--amp", "bf16", "--grad_checkpoint", "encoder", "hcf", "--json", str(out)])
     data = json.loads(out.read_text())
     for key in ("parameters_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes", "total_bytes"):
         assert isinstance(data[key], int) and data[key] > 0
@@ -148,4 +126,4 @@ def test_memory_cli_writes_the_documented_json(tmp_path):
         data[k] for k in ("parameters_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes")
     )
     assert (data["size"], data["batch"], data["amp"], data["grad_checkpoint"]) == (64, 2, "bf16", ["encoder", "hcf"])
-    assert "activations_bytes" in proc.stdout
+    assert f"{data['activations_bytes']:>15,d} B" in capsys.readouterr().out

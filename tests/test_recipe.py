@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from lib.checkpoint import AUTHORS_UNUSED, authors_optimizer_to_fsanet
 from utils.adaxw import AdaXW
 from utils.losses import boundary_weight, deep_supervision_loss, structure_loss
-from utils.training import make_scheduler, scaled_sizes
+from utils.recipe import make_scheduler, scaled_sizes
 
 
 def _case(seed=0, shape=(2, 1, 40, 40)):

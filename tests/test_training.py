@@ -16,14 +16,17 @@ from conftest import ROOT, train_args
 from torch.utils.data import DataLoader
 
 from lib.checkpoint import load_fsanet_weights, read_checkpoint
+from lib.configs import get_config
 from lib.FSANet import FSANet, build_fsanet
 from train import main as train_main
 from utils.adaxw import AdaXW
 from utils.dataset import TrainDataset
 from utils.pairing import training_pairs
-from utils.training import StepConfig, prepare_model, run_training, train_one_epoch
+from utils.recipe import StepConfig, train_one_epoch
+from utils.run_start import prepare_model
+from utils.training import run_training
 
-TINY = dict(backbone="pvt_v2_b0", channels=(32, 64, 160, 256), decoder_channels=32, radius=8.0)
+TINY = get_config("fsanet_small")
 
 
 def _batch(data, size=64):
@@ -77,7 +80,7 @@ def test_amp_and_channels_last_steps_run(synthetic_train, amp, channels_last):
 
 def test_resume_continues_exactly(tmp_path, synthetic_train):
     """2 epochs straight == 1 epoch, then --resume for the second (weights, optimiser, LR)."""
-    extra = ["--epoch", "2", "--save_every", "1", "--trainsize", "96", "--rates", "0.75", "1", "1.25"]
+    extra = ["--epoch", "2", "--save_every", "1", "--trainsize", "64", "--rates", "0.5", "1"]  # two rates: 32 and 64 px
     straight = run_training(train_args(tmp_path / "a", synthetic_train, *extra))
     first = tmp_path / "a" / "checkpoints" / "FSANet" / "FSANet-1.pth"
     resumed = run_training(train_args(tmp_path / "b", synthetic_train, *extra, "--resume", str(first)))
@@ -167,21 +170,7 @@ def test_ddp_two_gloo_processes_end_with_equal_weights(tmp_path, synthetic_train
 
 
 def test_pre_model_takes_the_authors_checkpoint_and_epoch(tmp_path, authors_checkpoint):
-    args = train_args(
-        tmp_path,
-        tmp_path,
-        "--pre_model",
-        str(authors_checkpoint),
-        "--backbone",
-        "pvt_v2_b2",
-        "--channels",
-        "64",
-        "128",
-        "320",
-        "512",
-        "--decoder_channels",
-        "64",
-    )
+    args = train_args(tmp_path, tmp_path, "--pre_model", str(authors_checkpoint), "--config", "fsanet")
     model, start = prepare_model(args)
     assert start.epoch == 99  # the authors' FSANet-100.pth holds "opech": 99
     assert model.frequency_branch.high_pass.radius.item() == 24.0  # the fixture's weights
@@ -206,6 +195,8 @@ def test_random_backbones_are_announced_and_files_are_used(tmp_path, caplog):
         str(tmp_path / "pvt_v2_b0.pth"),
         "--resnet_weights",
         str(tmp_path / "resnet50.pth"),
+        "--freq_backbone",
+        "resnet50",
     )
     with caplog.at_level(logging.WARNING):
         model, _ = prepare_model(args)

@@ -22,8 +22,10 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from tqdm import tqdm
 
+from utils.distributed import DistInfo, gather_objects
 from utils.fileio import atomic_write_text
-from utils.images import read_gt_mask, read_rgb
+from utils.images import describe_mask_notes, read_gt_mask, read_rgb
+from utils.pairing import DatasetError
 
 PathLike = Union[str, os.PathLike]
 log = logging.getLogger(__name__)
@@ -113,3 +115,47 @@ def verify_pairs(
                     result.mask_notes[note].append(str(path))
         result.decoded = len(todo)
     return result
+
+
+def verify_training_files(
+    pairs: Sequence[Tuple[Path, Path]],
+    val_pairs: Sequence[Tuple[Path, Path]],
+    record_path: Path,
+    workers: int,
+    info: DistInfo,
+    progress: bool = True,
+) -> None:
+    """Decode every training and validation file before the first step (each process
+    its share); raise one :class:`DatasetError` naming every unreadable file."""
+    everything = list(pairs) + list(val_pairs)
+    record = load_record(record_path)
+    mine = verify_pairs(
+        everything[info.rank :: info.world_size], record, max(1, workers), progress=progress and info.is_main
+    )
+    parts = gather_objects((mine.bad, dict(mine.mask_notes), mine.record, mine.decoded), info)
+    bad = sorted(b for part in parts for b in part[0])
+    notes: Dict[str, List[str]] = {}
+    for part in parts:
+        for kind, files in part[1].items():
+            notes.setdefault(kind, []).extend(files)
+    if info.is_main:
+        for line in describe_mask_notes({k: sorted(v) for k, v in notes.items()}, "training/validation masks"):
+            log.warning("%s", line)
+        decoded = sum(part[3] for part in parts)
+        if decoded:
+            merged = dict(record)
+            for part in parts:
+                merged.update(part[2])
+            try:
+                save_record(record_path, merged)
+            except OSError as error:
+                log.warning("could not remember the checked files in %s (%s)", record_path, error)
+            log.info(
+                "checked %d files (%d decoded now, the rest remembered in %s)", 2 * len(everything), decoded, record_path
+            )
+    if bad:
+        raise DatasetError(
+            f"{len(bad)} training/validation files cannot be read:\n  "
+            + "\n  ".join(bad)
+            + "\nreplace or remove them (with their image or mask) before training"
+        )

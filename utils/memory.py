@@ -33,9 +33,8 @@ from torch import nn
 
 from lib.FSANet import FSANet
 from utils.adaxw import AdaXW
+from utils.amp import AMP_DTYPES
 from utils.losses import deep_supervision_loss
-
-AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass

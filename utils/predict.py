@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from utils.amp import autocast
 from utils.fileio import atomic_write_bytes
 from utils.images import IMAGE_EXTENSIONS, MASK_EXTENSIONS, image_size, read_rgb
 from utils.inference import postprocess, preprocess
@@ -225,7 +226,7 @@ def predict_jobs(
         batch = images[keep].to(device, non_blocking=True)
         if channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        with autocast(device.type, amp_dtype):
             logits = model(batch)[0]
         for row, i in enumerate(keep):
             job = jobs[int(indices[i])]

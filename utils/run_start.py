@@ -1,0 +1,147 @@
+"""What a run starts from: a fresh model with ImageNet backbones, the authors' or any FSANet
+weights (``--pre_model``), or a run of this project continued exactly (``--resume``)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+
+from lib.checkpoint import (
+    CheckpointError,
+    authors_optimizer_to_fsanet,
+    detect_layout,
+    load_backbone_weights,
+    load_fsanet_checkpoint,
+    read_checkpoint,
+)
+from lib.FSANet import FSANet, build_fsanet
+from utils.train_config import TrainConfig
+
+log = logging.getLogger("fsanet.train")
+
+#: options whose change makes a resumed run differ from an uninterrupted one.
+RECIPE_ARGS = ("epoch", "lr", "batchsize", "trainsize", "clip", "rates", "loss", "weight_decay", "power", "amp", "seed")
+
+
+def _plain_arg(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def init_backbones(model: FSANet, config: TrainConfig) -> List[str]:
+    """Load the ImageNet files given on the command line; returns the encoders left random."""
+    generator = torch.Generator().manual_seed(config.seed)
+    files = {"pvt_v2": config.pvt_weights, "res2net": config.res2net_weights, "resnet": config.resnet_weights}
+    flags = {"pvt_v2": "--pvt_weights", "res2net": "--res2net_weights", "resnet": "--resnet_weights"}
+    random_parts = []
+    for part, encoder in (("spatial", model.spatial_encoder), ("frequency", model.frequency_branch.encoder)):
+        family = next(f for f in files if encoder.timm_name.startswith(f))
+        if files[family]:
+            report = load_backbone_weights(model, files[family], part, generator)
+            log.info("%s encoder (%s) from %s (%s)", part, encoder.timm_name, files[family], report.layout)
+        else:
+            random_parts.append(f"{part} encoder ({encoder.timm_name}, {flags[family]})")
+    return random_parts
+
+
+@dataclass
+class StartState:
+    """What a run starts from: completed epochs and the states to restore."""
+
+    epoch: int = 0
+    optimizer: Optional[Dict[str, Any]] = None
+    extras: Dict[str, Any] = field(default_factory=dict)
+
+
+def prepare_model(config: TrainConfig) -> Tuple[FSANet, StartState]:
+    """Build the FSANet this run trains and read what it resumes from.
+
+    ``--resume``: a project checkpoint, restored exactly (model, optimiser, LR,
+    AMP scaler, RNG, epoch, best score). ``--pre_model`` (the authors' meaning):
+    weights, optimiser state when the file has one, and the epoch counter, from
+    any FSANet checkpoint including the authors' FSANet-100.pth. Otherwise the
+    backbones come from the ImageNet files given.
+    """
+    if config.resume:
+        path = Path(config.resume)
+        if path.is_dir():
+            path = path / "latest.pth"
+        obj = read_checkpoint(path)
+        layout, _, meta = detect_layout(obj, path)
+        if layout != "project":
+            raise CheckpointError(
+                f"{path}: --resume needs a checkpoint written by this train.py (found a {layout} file); "
+                "to start from other FSANet weights use --pre_model"
+            )
+        model = build_fsanet(meta["config"])
+        load_fsanet_checkpoint(model, obj, path)
+        extras = {k: obj.get(k) for k in ("scheduler", "scaler", "rng", "best", "history")}
+        saved = obj.get("args") or {}  # the run's TrainConfig, as saved
+        changed = [
+            f"--{k} {saved[k]} → {getattr(config, k)}"
+            for k in RECIPE_ARGS
+            if k in saved and saved[k] != _plain_arg(getattr(config, k))
+        ]
+        if changed:
+            log.warning(
+                "resuming with recipe options that differ from the checkpoint's: %s "
+                "(the run will not equal an uninterrupted one)",
+                "; ".join(changed),
+            )
+        used = {
+            "backbone": meta["config"].get("backbone"),
+            "freq_backbone": meta["config"].get("freq_backbone"),
+            "channels": meta["config"].get("channels"),
+            "decoder_channels": meta["config"].get("decoder_channels"),
+        }
+        ignored = [
+            f"--{k} {_plain_arg(getattr(config, k))}"
+            for k, v in used.items()
+            if v is not None and _plain_arg(getattr(config, k)) != _plain_arg(v)
+        ]
+        if ignored:
+            log.warning(
+                "--resume keeps the checkpoint's architecture (%s); ignored: %s",
+                ", ".join(f"{k} {_plain_arg(v)}" for k, v in used.items()),
+                "; ".join(ignored),
+            )
+        for key, value in used.items():  # the checkpoints of this run record what was used
+            if value is not None:
+                setattr(config, key, tuple(value) if isinstance(value, list) else value)
+        log.info("resuming %s after epoch %d", path, obj["epoch"])
+        return model, StartState(int(obj["epoch"]), obj.get("optimizer"), extras)
+
+    model = build_fsanet(config.model_config())
+    if config.pre_model:
+        obj = read_checkpoint(config.pre_model)
+        layout, state_dict, meta = detect_layout(obj, config.pre_model)
+        report = load_fsanet_checkpoint(model, obj, config.pre_model)
+        optimizer_state = None
+        if layout == "project":
+            optimizer_state = obj.get("optimizer")
+        elif layout == "authors":
+            optimizer_state = authors_optimizer_to_fsanet(obj.get("optimizer") or {}, obj["model"], model)
+        epoch = int(meta.get("epoch") or 0)
+        log.info(
+            "--pre_model %s (%s): weights%s, continuing after epoch %d",
+            config.pre_model,
+            report.layout,
+            " and optimiser state" if optimizer_state else "",
+            epoch,
+        )
+        return model, StartState(epoch, optimizer_state)
+
+    random_parts = init_backbones(model, config)
+    if random_parts:
+        log.warning(
+            "\n%s\nTHE BACKBONES ARE RANDOM: no ImageNet weights for the %s.\n"
+            "The authors start from ImageNet PVT-v2-b2 and ResNet-50; without them the paper's numbers "
+            "are out of reach.\nGive the local files with --pvt_weights / --resnet_weights / --res2net_weights.\n%s",
+            "!" * 78,
+            " and ".join(random_parts),
+            "!" * 78,
+        )
+    return model, StartState()

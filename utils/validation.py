@@ -1,0 +1,47 @@
+"""Validation during training: MAE and maxFβ of P1, post-processed as test.py does."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from utils.amp import autocast
+from utils.devices import unwrap
+from utils.images import read_gt_mask, read_rgb
+from utils.inference import postprocess, preprocess
+
+log = logging.getLogger("fsanet.train")
+
+
+@torch.inference_mode()
+def validate(
+    model: nn.Module,
+    pairs: Sequence[Tuple[Path, Path]],
+    device: torch.device,
+    size: int,
+    amp_dtype: Optional[torch.dtype] = None,
+    progress: bool = True,
+) -> Dict[str, float]:
+    """MAE and maxFβ of P1 on ``pairs``, post-processed as the authors test."""
+    from py_sod_metrics import MAE, FmeasureHandler, FmeasureV2
+
+    model = unwrap(model)
+    was_training = model.training
+    model.eval()
+    mae = MAE()
+    fmeasure = FmeasureV2(metric_handlers={"fm": FmeasureHandler(with_dynamic=True, with_adaptive=False, beta=0.3)})
+    for image_path, mask_path in tqdm(pairs, desc="validate", unit="img", disable=not progress, leave=False):
+        mask, _ = read_gt_mask(mask_path)
+        x = preprocess(read_rgb(image_path), size).to(device)
+        with autocast(device.type, amp_dtype):
+            logits = model(x)[0]
+        prediction = postprocess(logits, mask.shape)
+        mae.step(prediction, mask)
+        fmeasure.step(prediction, mask)
+    model.train(was_training)
+    return {"MAE": float(mae.get_results()["mae"]), "maxFm": float(fmeasure.get_results()["fm"]["dynamic"].max())}
