@@ -1,25 +1,8 @@
-"""Reading, recognising, converting and writing FSANet weight files.
+"""Reading, loading and writing FSANet weight files (the layouts and key mapping: ``lib.keymap``).
 
-Every key mapping of the project lives in this module. Supported layouts:
-
-==========================  ==================================================
-layout                      what it is
-==========================  ==================================================
-``authors``                 the authors' training checkpoint (FSANet-100.pth):
-                            ``{"model", "opech", "optimizer", "loss"}``, keys
-                            prefixed ``module.``, the authors' key names
-``project``                 this project's checkpoint (:func:`save_checkpoint`)
-``authors_state_dict``      a bare state dict with the authors' key names
-``fsanet_state_dict``       a bare state dict with this project's key names
-``pvt_v2_official``         official PVT-v2 ImageNet file (``pvt_v2_b2.pth``)
-``pvt_v2_timm``             timm's PVT-v2 state dict
-``res2net50_v1b``           official Res2Net-50 v1b 26w×4s ImageNet file
-                            (its keys are timm's ``res2net50d`` keys)
-``resnet50_torchvision``    torchvision's ResNet-50 (``resnet50-0676ba61.pth``)
-==========================  ==================================================
-
-A ``module.`` prefix (nn.DataParallel / DDP) is removed wherever it appears.
-Files are always read with ``torch.load(..., weights_only=True)``.
+Files are always read with ``torch.load(..., weights_only=True)``; loading is strict
+(every missing, unexpected or mis-shaped tensor is listed in one error) and refuses
+non-finite weights; writing is atomic (``utils.fileio``).
 """
 
 from __future__ import annotations
@@ -30,53 +13,26 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
-from timm.models.pvt_v2 import checkpoint_filter_fn as pvt_v2_filter_fn
 from torch import nn
 
+from lib.keymap import (
+    AUTHORS_KEY_MAP,
+    AUTHORS_UNUSED,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    CheckpointError,
+    authors_optimizer_to_fsanet,
+    authors_to_fsanet,
+    detect_layout,
+    pvt_v2_to_timm,
+    strip_module_prefix,
+)
 from utils.fileio import atomic_write, temporary_name
 
 PathLike = Union[str, os.PathLike]
-StateDict = Dict[str, torch.Tensor]
-
-#: written into every checkpoint this project saves.
-FORMAT_NAME = "fsanet-reproduced"
-FORMAT_VERSION = 1
-
-#: tensors of the authors' checkpoint that their forward never uses: skipped by name.
-AUTHORS_UNUSED = ("conv_up2.", "conv_up3.", "conv_up4.", "sff.bn_out.")
-
-#: the authors' key prefixes -> this project's (applied in order, first match wins).
-#: ``backbone.`` (PVT-v2 in the original PVT key names) goes through timm's filter.
-AUTHORS_KEY_MAP: List[Tuple[str, Union[str, Callable[[re.Match], str]]]] = [
-    (r"^resnet_f\.layer3_1\.", "frequency_branch.encoder.body.layer3."),
-    (r"^resnet_f\.layer4_1\.", "frequency_branch.encoder.body.layer4."),
-    (r"^resnet_f\.", "frequency_branch.encoder.body."),
-    (r"^frequency\.radius$", "frequency_branch.high_pass.radius"),
-    (r"^conv_([1-4])\.", lambda m: f"modality_fusion.levels.{int(m.group(1)) - 1}.conv."),
-    (r"^se([1-4])\.", lambda m: f"modality_fusion.levels.{int(m.group(1)) - 1}.se."),
-    (r"^((?:down|upsample)\d+_\d+)\.", r"scale_fusion.\1."),
-    (r"^rfb([1-4])_after\.", lambda m: f"context_fusion.{int(m.group(1)) - 1}."),
-    (r"^sff\.", "feature_fusion."),
-    (r"^conv_up1\.", "head.conv_up."),
-    (r"^conv2_1\.", "head.conv_out."),
-]
-
-#: a key that only each layout has (after removing ``module.``).
-_LAYOUT_MARKERS: List[Tuple[str, str]] = [
-    ("frequency_branch.high_pass.radius", "fsanet_state_dict"),
-    ("frequency.radius", "authors_state_dict"),
-    ("patch_embed1.proj.weight", "pvt_v2_official"),
-    ("patch_embed.proj.weight", "pvt_v2_timm"),
-    ("layer1.0.convs.0.weight", "res2net50_v1b"),
-    ("layer1.0.conv3.weight", "resnet50_torchvision"),
-]
-
-
-class CheckpointError(ValueError):
-    """A weight file that cannot be used, with a message that names the file and the fix."""
 
 
 @dataclass
@@ -151,151 +107,6 @@ def _first_line(text: str) -> str:
         if line and not line.startswith(_TORCH_BOILERPLATE):
             return line[:160]
     return text[:160]
-
-
-def strip_module_prefix(state_dict: Mapping[str, Any]) -> Dict[str, Any]:
-    """Remove the ``module.`` prefix nn.DataParallel and DDP add, where present."""
-    return {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state_dict.items()}
-
-
-def _is_state_dict(obj: Any) -> bool:
-    return (
-        isinstance(obj, Mapping)
-        and len(obj) > 0
-        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
-    )
-
-
-def detect_layout(obj: Any, path: PathLike = "<checkpoint>") -> Tuple[str, StateDict, Dict[str, Any]]:
-    """Recognise a loaded checkpoint: ``(layout, state_dict without "module.", metadata)``.
-
-    Raises :class:`CheckpointError` for anything that is not a known layout.
-    """
-    meta: Dict[str, Any] = {}
-    if isinstance(obj, Mapping) and obj.get("format") == FORMAT_NAME:
-        version = obj.get("format_version")
-        if version != FORMAT_VERSION:
-            raise CheckpointError(
-                f"{path}: project checkpoint format version {version}, this code reads "
-                f"version {FORMAT_VERSION}; update the code or re-export the checkpoint"
-            )
-        meta = {"epoch": obj.get("epoch"), "config": obj.get("config")}
-        return "project", strip_module_prefix(obj["model"]), meta
-    if isinstance(obj, Mapping) and "model" in obj and "opech" in obj:
-        epoch = obj["opech"]
-        meta = {"epoch": int(epoch) if isinstance(epoch, (int, torch.Tensor)) else None}
-        obj = obj["model"]
-        wrapped = True
-    else:
-        wrapped = False
-        for key in ("state_dict", "model"):  # common wrappers (timm, lightning, others)
-            if isinstance(obj, Mapping) and key in obj and _is_state_dict(obj[key]):
-                obj = obj[key]
-                break
-    if not _is_state_dict(obj):
-        kind = type(obj).__name__
-        keys = list(obj)[:8] if isinstance(obj, Mapping) else []
-        raise CheckpointError(
-            f"{path}: no state dict found (a {kind}{f' with keys {keys}' if keys else ''}); "
-            "expected an FSANet checkpoint or an ImageNet backbone file"
-        )
-    state_dict = strip_module_prefix(obj)
-    for marker, layout in _LAYOUT_MARKERS:
-        if marker in state_dict:
-            if wrapped and layout == "authors_state_dict":
-                layout = "authors"
-            return layout, state_dict, meta
-    raise CheckpointError(
-        f"{path}: a state dict of another architecture ({len(state_dict)} tensors, first keys "
-        f"{list(state_dict)[:4]}); expected FSANet (authors' or this project's), PVT-v2, "
-        "Res2Net-50 v1b or torchvision ResNet-50 weights"
-    )
-
-
-# ----------------------------------------------------------------------------- key mapping
-
-
-def pvt_v2_to_timm(state_dict: StateDict) -> StateDict:
-    """Original PVT-v2 key names (``patch_embed1``, ``block1.0``, ``norm1``) -> timm's.
-
-    The ImageNet classifier (``head.*``) is dropped.
-    """
-    state_dict = {k: v for k, v in state_dict.items() if not k.startswith("head.")}
-    return pvt_v2_filter_fn(state_dict, None)
-
-
-def authors_to_fsanet(state_dict: StateDict) -> Tuple[StateDict, List[str]]:
-    """The authors' key names -> this project's: ``(converted, skipped_unused_keys)``.
-
-    Keys the map does not know are kept unchanged so that the strict load reports them.
-    """
-    converted: StateDict = {}
-    skipped: List[str] = []
-    backbone: StateDict = {}
-    for key, value in state_dict.items():
-        if key.startswith(AUTHORS_UNUSED):
-            skipped.append(key)
-            continue
-        if key.startswith("backbone."):
-            backbone[key[len("backbone.") :]] = value
-            continue
-        for pattern, replacement in AUTHORS_KEY_MAP:
-            new_key, hits = re.subn(pattern, replacement, key)
-            if hits:
-                key = new_key
-                break
-        converted[key] = value
-    for key, value in pvt_v2_to_timm(backbone).items():
-        converted["spatial_encoder.body." + key] = value
-    return converted, skipped
-
-
-#: state-dict entries that are buffers, not parameters, in the authors' model.
-_BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
-
-
-def authors_optimizer_to_fsanet(
-    optimizer_state: Mapping[str, Any], authors_model_state: Mapping[str, torch.Tensor], model: nn.Module
-) -> Optional[Dict[str, Any]]:
-    """The authors' AdaXW state (indexed in their parameter order) re-indexed for
-    ``torch.optim`` over ``model.parameters()``; ``None`` if the file has no state.
-
-    Their parameter order is their state dict's order without buffers, which is
-    how ``model.parameters()`` enumerated them when the optimiser was built.
-    """
-    groups = optimizer_state.get("param_groups") if isinstance(optimizer_state, Mapping) else None
-    if not groups or not optimizer_state.get("state"):
-        return None
-    names = [k for k in strip_module_prefix(authors_model_state) if not k.endswith(_BUFFER_SUFFIXES)]
-    indices = [i for group in groups for i in group["params"]]
-    if len(indices) != len(names):
-        raise CheckpointError(
-            f"the authors' optimizer state lists {len(indices)} parameters but their model has "
-            f"{len(names)}; load the weights only (--pre_model with a bare state dict)"
-        )
-    per_field: Dict[str, StateDict] = {"step": {}, "exp_avg": {}, "exp_avg_sq": {}}
-    for index, name in zip(indices, names):
-        entry = optimizer_state["state"].get(index)
-        if entry:
-            for key in per_field:
-                per_field[key][name] = torch.as_tensor(entry[key])
-    mapped = {key: authors_to_fsanet(values)[0] for key, values in per_field.items()}
-    model = getattr(model, "module", model)
-    ours = [name for name, _ in model.named_parameters()]
-    unknown = sorted(set(mapped["exp_avg"]) - set(ours))
-    if unknown:
-        raise CheckpointError(f"optimizer state for parameters this model does not have: {unknown[:8]}")
-    state = {
-        i: {
-            "step": int(mapped["step"][name]),
-            "exp_avg": mapped["exp_avg"][name],
-            "exp_avg_sq": mapped["exp_avg_sq"][name],
-        }
-        for i, name in enumerate(ours)
-        if name in mapped["exp_avg"]
-    }
-    group = {k: v for k, v in groups[0].items() if k != "params"}
-    return {"state": state, "param_groups": [{**group, "params": list(range(len(ours)))}]}
 
 
 # ----------------------------------------------------------------------------- strict loading
@@ -402,72 +213,6 @@ def build_from_checkpoint(path: PathLike, **overrides: Any) -> Tuple[nn.Module, 
     return model.eval(), report
 
 
-# ----------------------------------------------------------------------------- ImageNet backbones
-
-#: backbone layouts each encoder accepts (by timm model name prefix).
-_BACKBONE_LAYOUTS: Dict[str, Tuple[str, ...]] = {
-    "pvt_v2": ("pvt_v2_official", "pvt_v2_timm"),
-    "res2net": ("res2net50_v1b",),
-    "resnet": ("resnet50_torchvision",),
-}
-
-
-def _stem_key(encoder: nn.Module) -> str:
-    """Name of the first convolution's weight in the encoder body."""
-    for name, module in encoder.body.named_modules():
-        if isinstance(module, nn.Conv2d):
-            return name + ".weight"
-    raise RuntimeError("encoder has no convolution")
-
-
-def load_backbone_weights(
-    model: nn.Module,
-    path: PathLike,
-    part: str,
-    generator: Optional[torch.Generator] = None,
-) -> LoadReport:
-    """Initialise one encoder of an FSANet from an ImageNet backbone file.
-
-    Args:
-        model: an FSANet.
-        path: ``pvt_v2_b*.pth`` (official or timm keys), the official Res2Net-50 v1b
-            file, or torchvision's ResNet-50 file.
-        part: ``"spatial"`` or ``"frequency"``.
-        generator: RNG for the frequency encoder's stem.
-
-    The frequency encoder takes a 1-channel image, so its first convolution cannot
-    come from an RGB file: as the authors do, it is drawn from N(0, 1). Classifier
-    weights (``head``/``fc``) are dropped. Everything else is strict.
-    """
-    model = getattr(model, "module", model)
-    if part == "spatial":
-        encoder = model.spatial_encoder
-    elif part == "frequency":
-        encoder = model.frequency_branch.encoder
-    else:
-        raise ValueError(f"part must be 'spatial' or 'frequency', got {part!r}")
-    layout, state_dict, _ = detect_layout(read_checkpoint(path), path)
-    family = next(f for f in _BACKBONE_LAYOUTS if encoder.timm_name.startswith(f))
-    if layout not in _BACKBONE_LAYOUTS[family]:
-        raise CheckpointError(
-            f"{path}: a {layout} file, but the {part} encoder is {encoder.timm_name}; "
-            f"it needs {' or '.join(_BACKBONE_LAYOUTS[family])} weights"
-        )
-    if family == "pvt_v2":
-        state_dict = pvt_v2_to_timm(state_dict)
-    else:
-        state_dict = {k: v for k, v in state_dict.items() if not k.startswith("fc.")}
-    reinitialised: List[str] = []
-    if part == "frequency":
-        stem = _stem_key(encoder)
-        weight = torch.empty_like(encoder.body.state_dict()[stem])
-        state_dict[stem] = weight.normal_(0.0, 1.0, generator=generator)
-        reinitialised.append(f"{stem} ~ N(0, 1)")
-    _check_keys(encoder.body, state_dict, f"the {part} encoder ({encoder.timm_name})", path)
-    encoder.body.load_state_dict(state_dict, strict=True)
-    return LoadReport(str(path), layout, len(state_dict), reinitialised=reinitialised)
-
-
 # ----------------------------------------------------------------------------- writing
 
 
@@ -552,7 +297,6 @@ __all__: List[str] = [
     "authors_to_fsanet",
     "build_from_checkpoint",
     "detect_layout",
-    "load_backbone_weights",
     "load_fsanet_checkpoint",
     "load_fsanet_weights",
     "make_checkpoint",

@@ -12,11 +12,11 @@ import torchvision
 from conftest import load_manifest
 from official_weights import recipe_state_dict
 
+from lib.backbone_weights import load_backbone_weights
 from lib.checkpoint import (
     CheckpointError,
     authors_to_fsanet,
     build_from_checkpoint,
-    load_backbone_weights,
     load_fsanet_weights,
     read_checkpoint,
     save_checkpoint,

@@ -15,6 +15,7 @@ size is re-decoded and never read stale.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
@@ -23,13 +24,16 @@ import numpy as np
 import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision.transforms import InterpolationMode
 
+from utils.devices import smallest_chunk
+from utils.distributed import DistInfo
 from utils.fileio import atomic_write
 from utils.images import read_gt_mask, read_rgb
 
 PathLike = Union[str, os.PathLike]
+log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -99,3 +103,53 @@ class TrainDataset(Dataset):
     def __getitem__(self, index: int) -> Tuple[torch.Tensor, torch.Tensor]:
         image_path, mask_path = self.pairs[index]
         return image_to_tensor(self._resized(image_path, "image")), mask_to_tensor(self._resized(mask_path, "mask"))
+
+
+def make_train_loader(
+    dataset: Dataset,
+    per_process: int,
+    workers: int,
+    seed: int,
+    info: DistInfo,
+    device: torch.device,
+    replicas: int = 0,
+    where: PathLike = "the training set",
+) -> Tuple[DataLoader, Optional[DistributedSampler], torch.Generator]:
+    """The training DataLoader (shuffled by a seeded generator, or a DistributedSampler under
+    torchrun), its sampler and generator. A last batch that would put one image on a
+    DataParallel GPU (``replicas``) or process is dropped, with a warning: SFF's BatchNorm
+    cannot train on one image."""
+    sampler = DistributedSampler(dataset, info.world_size, info.rank, shuffle=True, seed=seed) if info.enabled else None
+    per_rank = len(sampler) if sampler is not None else len(dataset)
+    remainder = per_rank % per_process
+    drop_last = remainder > 0 and smallest_chunk(remainder, replicas) < 2
+    if drop_last:
+        log.warning(
+            "%d images with batch %d leave a last batch of %d that puts 1 image on a GPU or process, "
+            "which BatchNorm cannot train on: those images are skipped each epoch",
+            per_rank,
+            per_process,
+            remainder,
+        )
+    generator = torch.Generator().manual_seed(seed)
+    loader = DataLoader(
+        dataset,
+        batch_size=per_process,
+        shuffle=sampler is None,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        drop_last=drop_last,
+        generator=generator,
+    )
+    if len(dataset) < 2:
+        raise ValueError(
+            f"{where}: {len(dataset)} usable pair; training needs at least 2 (every batch needs 2 "
+            "images for SFF's BatchNorm): add images"
+        )
+    if len(loader) == 0:
+        raise ValueError(
+            f"{where}: {len(dataset)} pairs give no full batch of {per_process}; add images or lower "
+            "--batchsize (2 at the least)"
+        )
+    return loader, sampler, generator

@@ -27,9 +27,10 @@ import numpy as np
 import py_sod_metrics as sod
 from tqdm import tqdm
 
+from utils.eval_sets import EvaluationError, MaskItem, find_gt_sets, mask_items, match_set
 from utils.hce import HCE_RULES, HumanCorrectionEffort, binarize_mask, gt_skeleton
-from utils.images import IMAGE_EXTENSIONS, MASK_EXTENSIONS, ImageReadError, describe_mask_notes, read_gt_mask, read_mask
-from utils.pairing import LAYOUTS, TE_SETS, TRAINING_SETS, chosen_set_names
+from utils.images import ImageReadError, describe_mask_notes, read_gt_mask, read_mask
+from utils.pairing import TE_SETS
 
 PathLike = Union[str, os.PathLike]
 log = logging.getLogger(__name__)
@@ -41,10 +42,6 @@ OVERALL_TEXT = "Overall = plain mean of DIS-TE1..4 per metric (num: their sum); 
 
 Results = Dict[str, Dict[str, Dict[str, float]]]  # {method: {set: {metric: value}}}
 Curves = Dict[str, Dict[str, Dict[str, np.ndarray]]]  # {method: {set: {curve: values}}}
-
-
-class EvaluationError(ValueError):
-    """Inputs that cannot be evaluated as they are; the message names the files."""
 
 
 def new_metrics(hce_rule: Optional[str] = "isnet") -> Dict[str, Any]:
@@ -117,73 +114,6 @@ def summarize(metrics: Dict[str, Any]) -> Tuple[Dict[str, float], Dict[str, np.n
     return values, curves
 
 
-# ----------------------------------------------------------------------------- matching files
-
-
-@dataclass
-class SetMatch:
-    """Masks of one set matched with one method's predictions, by stem."""
-
-    pairs: List[Tuple[Path, Path]] = field(default_factory=list)
-    missing: List[str] = field(default_factory=list)  # masks without a prediction
-    not_images: List[str] = field(default_factory=list)
-    ambiguous: List[str] = field(default_factory=list)  # stems with several prediction files
-    pred_dir_exists: bool = True
-
-
-def _by_stem(
-    folder: Path, extensions: Tuple[str, ...], not_images: List[str], ambiguous: Optional[List[str]] = None
-) -> Dict[str, Path]:
-    by_stem: Dict[str, List[Path]] = {}
-    for entry in sorted(folder.iterdir()):
-        if entry.is_dir() or entry.name.startswith("."):
-            continue
-        if entry.suffix.lower() in extensions:
-            by_stem.setdefault(entry.stem, []).append(entry)
-        else:
-            not_images.append(str(entry))
-    if ambiguous is not None:
-        ambiguous.extend(", ".join(str(p) for p in paths) for paths in by_stem.values() if len(paths) > 1)
-    return {stem: paths[0] for stem, paths in by_stem.items()}
-
-
-def match_set(mask_dir: Path, pred_dir: Path) -> SetMatch:
-    match = SetMatch(pred_dir_exists=pred_dir.is_dir())
-    masks = _by_stem(mask_dir, MASK_EXTENSIONS, match.not_images)
-    if not masks:
-        raise EvaluationError(
-            f"{mask_dir}: no mask files ({' '.join(MASK_EXTENSIONS)}); the ground truth is missing here, not the predictions"
-        )
-    preds = _by_stem(pred_dir, IMAGE_EXTENSIONS, match.not_images, match.ambiguous) if match.pred_dir_exists else {}
-    for stem, mask in masks.items():
-        if stem in preds:
-            match.pairs.append((preds[stem], mask))
-        else:
-            match.missing.append(stem)
-    return match
-
-
-def find_gt_sets(gt_root: PathLike, sets: Optional[Sequence[str]] = None) -> List[Tuple[str, Path]]:
-    """``(set, mask folder)`` for each set under ``gt_root``: the named ``sets``, or the
-    evaluation sets found (DIS5K's first; DIS-TR only when named)."""
-    gt_root = Path(gt_root)
-    if not gt_root.is_dir():
-        raise EvaluationError(f"{gt_root}: no such folder; expected <gt_root>/<set>/GT (or gt)")
-    names = chosen_set_names(gt_root, sets, "score")
-    found = []
-    for name in names:
-        mask_dir = next((gt_root / name / sub for _, sub in LAYOUTS.values() if (gt_root / name / sub).is_dir()), None)
-        if mask_dir is None:
-            if sets:
-                raise EvaluationError(f"{gt_root / name}: no GT/ or gt/ mask folder")
-            continue
-        found.append((name, mask_dir))
-    if not found:
-        hint = f" (only {', '.join(TRAINING_SETS)}, left out unless named in --sets)" if not sets else ""
-        raise EvaluationError(f"{gt_root}: no set with masks found{hint}; expected <gt_root>/<set>/GT or <set>/gt")
-    return found
-
-
 # ----------------------------------------------------------------------------- scoring
 
 
@@ -194,10 +124,6 @@ def load_prediction(pred_path: Path, shape: Tuple[int, ...]) -> Tuple[np.ndarray
         return pred, None
     warning = f"{pred_path} is {pred.shape[1]}×{pred.shape[0]}, its mask {shape[1]}×{shape[0]}: resized (bilinear)"
     return cv2.resize(pred, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR), warning
-
-
-#: one mask and the prediction of each method that has one for it.
-MaskItem = Tuple[Path, Dict[str, Path]]
 
 
 @dataclass
@@ -285,15 +211,6 @@ def evaluate_masks(
     return scored, outcome
 
 
-def _mask_items(matches: Dict[str, SetMatch]) -> List[MaskItem]:
-    """Every mask that some method predicted, with each method's prediction (mask order)."""
-    by_mask: Dict[Path, Dict[str, Path]] = {}
-    for method, match in matches.items():
-        for pred, mask in match.pairs:
-            by_mask.setdefault(mask, {})[method] = pred
-    return sorted(by_mask.items(), key=lambda item: item[0].name)
-
-
 def add_overall(results: Results) -> None:
     """The Overall row (plain mean of DIS-TE1..4) for every method that has all four."""
     for per_set in results.values():
@@ -369,7 +286,7 @@ def evaluate(
         if not present:
             continue
         scored, outcome = evaluate_masks(
-            _mask_items({m: per_method[m] for m in present}),
+            mask_items({m: per_method[m] for m in present}),
             present,
             workers,
             hce_rule,

@@ -16,11 +16,14 @@ import socket
 from pathlib import Path
 from typing import List, Optional
 
+from utils.distributed import DistInfo, gather_objects
 from utils.fileio import TMP_PREFIX, TMP_SUFFIX, check_writable
 
 log = logging.getLogger(__name__)
 
 LOCK_NAME = ".train.lock"
+#: this repository's loggers; train.log receives theirs (the root logger is left to the scripts).
+PACKAGE_LOGGERS = ("fsanet", "utils", "lib", "models")
 
 
 class RunFolderError(ValueError):
@@ -132,3 +135,25 @@ def prepare_run_folder(checkpoint_dir: Path, log_dir: Path, resume_from: Optiona
         release_lock(lock)
         raise
     return lock
+
+
+def add_log_file(path: Path) -> logging.Handler:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setLevel(logging.INFO)
+    for name in PACKAGE_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        if logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.INFO)
+    return handler
+
+
+def agree(info: DistInfo, error: Optional[Exception]) -> None:
+    """Raise ``error`` (found by one process) in every process, so that none waits for the others."""
+    errors = [e for e in gather_objects(str(error) if error else None, info) if e]
+    if error is not None:
+        raise error
+    if errors:
+        raise RunFolderError(errors[0])

@@ -10,11 +10,11 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
+from lib.backbone_weights import load_backbone_weights
 from lib.checkpoint import (
     CheckpointError,
     authors_optimizer_to_fsanet,
     detect_layout,
-    load_backbone_weights,
     load_fsanet_checkpoint,
     read_checkpoint,
 )

@@ -21,29 +21,25 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
 
 from lib.checkpoint import atomic_copy, atomic_save, make_checkpoint
 from lib.FSANet import FSANet, checkpoint_parts
 from utils.adaxw import AdaXW
 from utils.amp import AMP_DTYPES
 from utils.data_check import verify_training_files
-from utils.dataset import TrainDataset
+from utils.dataset import TrainDataset, make_train_loader
 from utils.devices import data_parallel_device, data_parallel_gpus, resolve_device, smallest_chunk, wrap_model
 from utils.distributed import DistInfo, barrier, cleanup, gather_objects, init_distributed
 from utils.fileio import check_writable
-from utils.pairing import scan_pairs, training_pairs
+from utils.pairing import training_pairs
 from utils.recipe import PolyDecay, StepConfig, make_scheduler, scaled_sizes, train_one_epoch
 from utils.rng import rng_state, seed_everything, set_rng_state
-from utils.run_folder import RunFolderError, prepare_run_folder, release_lock
+from utils.run_folder import PACKAGE_LOGGERS, add_log_file, agree, prepare_run_folder, release_lock
 from utils.run_start import prepare_model
 from utils.train_config import TrainConfig
-from utils.validation import validate
+from utils.validation import validate, validation_pairs
 
 log = logging.getLogger("fsanet.train")
-
-#: this repository's loggers; train.log receives theirs (the root logger is left to the scripts).
-PACKAGE_LOGGERS = ("fsanet", "utils", "lib", "models")
 
 
 @dataclass
@@ -83,8 +79,6 @@ class TrainingRun:
         self.writer = None
         self.last_checkpoint: Optional[Path] = None
         self.finished = False
-
-    # ------------------------------------------------------------------ entering and leaving
 
     def __enter__(self) -> "TrainingRun":
         try:
@@ -130,9 +124,9 @@ class TrainingRun:
                 self.lock = prepare_run_folder(self.checkpoint_dir, self.log_dir, resume, config.overwrite)
             except ValueError as refused:
                 error = refused
-        _agree(info, error)
+        agree(info, error)
         if info.is_main:
-            self.handler = _add_log_file(self.log_dir / "train.log")
+            self.handler = add_log_file(self.log_dir / "train.log")
         else:
             for name in PACKAGE_LOGGERS:  # one voice: rank 0 logs for all processes
                 logging.getLogger(name).setLevel(logging.ERROR)
@@ -153,7 +147,7 @@ class TrainingRun:
                 "(as in the authors' model); raise --batchsize or use fewer GPUs (--gpus)"
             )
         pairs = training_pairs(config.train_path, skip_unpaired=config.skip_unpaired)
-        self.val_pairs = self._validation_pairs()
+        self.val_pairs = validation_pairs(config.val_path)
         if config.cache_dir:
             check_writable(config.cache_dir, "--cache_dir")
         seed_everything(config.seed + info.rank)
@@ -199,17 +193,6 @@ class TrainingRun:
                 self.checkpoint_dir,
             )
 
-    def _validation_pairs(self) -> list:
-        if not self.config.val_path:
-            return []
-        scan = scan_pairs(self.config.val_path)
-        if scan.has_problems or scan.size_mismatch:
-            mismatched = ", ".join(scan.size_mismatch)
-            log.warning(
-                "validation set: %s%s", scan.problems(), f"\n  size mismatches left out: {mismatched}" if mismatched else ""
-            )
-        return scan.pairs
-
     def _build_model_and_optimiser(self) -> None:
         config, model, start, device = self.config, self.model, self.start, self.device
         # The radius gets no gradient in the authors' model (hard threshold); freezing it changes
@@ -248,41 +231,9 @@ class TrainingRun:
     def _build_loader(self, pairs: list, per_process: int) -> None:
         config, info = self.config, self.info
         dataset = TrainDataset(pairs, config.trainsize, config.cache_dir)
-        self.sampler = (
-            DistributedSampler(dataset, info.world_size, info.rank, shuffle=True, seed=config.seed) if info.enabled else None
+        self.loader, self.sampler, self.generator = make_train_loader(
+            dataset, per_process, config.workers, config.seed, info, self.device, len(self.dp_gpus), config.train_path
         )
-        per_rank = len(self.sampler) if self.sampler is not None else len(dataset)
-        remainder = per_rank % per_process
-        drop_last = remainder > 0 and smallest_chunk(remainder, len(self.dp_gpus)) < 2
-        if drop_last:
-            log.warning(
-                "%d images with batch %d leave a last batch of %d that puts 1 image on a GPU or process, "
-                "which BatchNorm cannot train on: those images are skipped each epoch",
-                per_rank,
-                per_process,
-                remainder,
-            )
-        self.generator = torch.Generator().manual_seed(config.seed)
-        self.loader = DataLoader(
-            dataset,
-            batch_size=per_process,
-            shuffle=self.sampler is None,
-            sampler=self.sampler,
-            num_workers=config.workers,
-            pin_memory=self.device.type == "cuda",
-            drop_last=drop_last,
-            generator=self.generator,
-        )
-        if len(dataset) < 2:
-            raise ValueError(
-                f"{config.train_path}: {len(dataset)} usable pair; training needs at least 2 (every "
-                "batch needs 2 images for SFF's BatchNorm): add images"
-            )
-        if len(self.loader) == 0:
-            raise ValueError(
-                f"{config.train_path}: {len(dataset)} pairs give no full batch of {per_process}; "
-                "add images or lower --batchsize (2 at the least)"
-            )
         if self.start.extras.get("rng"):
             states = self.start.extras["rng"]
             set_rng_state(states["ranks"][info.rank] if info.rank < len(states["ranks"]) else states["ranks"][0])
@@ -385,28 +336,6 @@ class TrainingRun:
 
     def result(self) -> TrainResult:
         return TrainResult(self.model, self.history, self.checkpoint_dir, self.log_dir, self.last_checkpoint)
-
-
-def _add_log_file(path: Path) -> logging.Handler:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    handler.setLevel(logging.INFO)
-    for name in PACKAGE_LOGGERS:
-        logger = logging.getLogger(name)
-        logger.addHandler(handler)
-        if logger.getEffectiveLevel() > logging.INFO:
-            logger.setLevel(logging.INFO)
-    return handler
-
-
-def _agree(info: DistInfo, error: Optional[Exception]) -> None:
-    """Raise ``error`` (found by one process) in every process, so that none waits for the others."""
-    errors = [e for e in gather_objects(str(error) if error else None, info) if e]
-    if error is not None:
-        raise error
-    if errors:
-        raise RunFolderError(errors[0])
 
 
 def _epoch_line(epoch: int, total: int, lr: float, stats: Dict[str, float], val: Optional[Dict[str, float]]) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -14,6 +14,7 @@ from utils.amp import autocast
 from utils.devices import unwrap
 from utils.images import read_gt_mask, read_rgb
 from utils.inference import postprocess, preprocess
+from utils.pairing import scan_pairs
 
 log = logging.getLogger("fsanet.train")
 
@@ -45,3 +46,16 @@ def validate(
         fmeasure.step(prediction, mask)
     model.train(was_training)
     return {"MAE": float(mae.get_results()["mae"]), "maxFm": float(fmeasure.get_results()["fm"]["dynamic"].max())}
+
+
+def validation_pairs(val_path: Optional[str]) -> List[Tuple[Path, Path]]:
+    """The usable pairs of ``--val_path`` (none without it); unusable files are warned about, not fatal."""
+    if not val_path:
+        return []
+    scan = scan_pairs(val_path)
+    if scan.has_problems or scan.size_mismatch:
+        mismatched = ", ".join(scan.size_mismatch)
+        log.warning(
+            "validation set: %s%s", scan.problems(), f"\n  size mismatches left out: {mismatched}" if mismatched else ""
+        )
+    return scan.pairs
