@@ -18,11 +18,10 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-import eval as evaluation_cli
-import test as test_cli
 from utils.figures import draw_architecture, qualitative_grid
 from utils.pairing import DIS_SETS
-from utils.reports import format_table, provenance, provenance_line
+from utils.predict import run_prediction
+from utils.reports import evaluate_to_folder, format_table, provenance, provenance_line
 from utils.synthetic import write_dataset
 from utils.train_config import TrainConfig
 from utils.training import run_training
@@ -73,43 +72,13 @@ def run_demo(out: Path, quick: bool = False, figures: Optional[Path] = None) -> 
         methods["FSANet-epoch1"] = results_dir / "FSANet-epoch1"
     for name, save in methods.items():
         checkpoint = trained.checkpoint_dir / ("latest.pth" if name == "FSANet" else "FSANet-1.pth")
-        test_cli.run_test(
-            test_cli.build_parser().parse_args(
-                [
-                    "--pth_path",
-                    str(checkpoint),
-                    "--test_path",
-                    str(data / "TestDataset"),
-                    "--save_path",
-                    str(save),
-                    "--testsize",
-                    str(trainsize),
-                    "--device",
-                    "cpu",
-                    "--workers",
-                    "0",
-                    "--batch_size",
-                    "2",
-                    "--no_progress",
-                ]
-            )
+        run_prediction(
+            checkpoint, save, data / "TestDataset", testsize=trainsize, batch_size=2, workers=0, device="cpu", progress=False
         )
 
     log.info("4/5 eval.py")
     eval_dir = results_dir / "eval"
-    results, paths = evaluation_cli.run_eval(
-        evaluation_cli.build_parser().parse_args(
-            [
-                "--gt_root",
-                str(data / "TestDataset"),
-                "--save_dir",
-                str(eval_dir),
-                "--no_progress",
-                "--methods",
-                *(f"{name}={path}" for name, path in methods.items()),
-            ]
-        )
-    )
+    results, _ = evaluate_to_folder(methods, data / "TestDataset", eval_dir, progress=False)
 
     figures = figures or out / "figures"
     log.info("5/5 figures in %s", figures)

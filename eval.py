@@ -17,11 +17,11 @@ import sys
 from typing import Dict, Optional, Sequence
 
 from utils.cli import EXIT_INTERRUPTED, EXIT_REFUSED, HelpFormatter, positive_int
-from utils.evaluation import EvaluationError, evaluate
-from utils.fileio import OutputError, check_writable
+from utils.evaluation import EvaluationError
+from utils.fileio import OutputError
 from utils.hce import HCE_RULES
 from utils.pairing import DatasetError
-from utils.reports import format_table, opencv_distributions, plot_curves, provenance, provenance_line, write_reports
+from utils.reports import evaluate_to_folder, format_table, provenance, provenance_line
 
 log = logging.getLogger("fsanet.eval")
 
@@ -65,29 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _check_opencv() -> None:
-    """Warn when the environment's OpenCV would make HCE differ from the published tables."""
-    import cv2
-
-    providers = opencv_distributions()
-    if len(providers) > 1:
-        log.warning(
-            "%d OpenCV distributions provide cv2 (%s); which one is imported depends on install order. "
-            "Keep only opencv-python-headless (pip uninstall the others, then "
-            "pip install --force-reinstall -r requirements.txt)",
-            len(providers),
-            ", ".join(providers),
-        )
-    major_minor = tuple(int(x) for x in cv2.__version__.split(".")[:2])
-    if major_minor >= (4, 13):
-        log.warning(
-            "OpenCV %s: from 4.13 on cv2.approxPolyDP changed and HCE differs from the published tables "
-            "by up to ±4 per image; requirements.txt pins 4.12",
-            cv2.__version__,
-        )
-
-
 def run_eval(args: argparse.Namespace):
+    """eval.py's flags → :func:`utils.reports.evaluate_to_folder`."""
     methods: Dict[str, str] = {}
     if args.pred_root:
         methods[args.method_name] = args.pred_root
@@ -97,17 +76,17 @@ def run_eval(args: argparse.Namespace):
         methods[name] = path
     if not methods:
         raise EvaluationError("nothing to evaluate: give --pred_root or --methods NAME=PATH")
-    check_writable(args.save_dir, "--save_dir")  # before the metrics, not after
-    hce_rule = None if args.no_hce else args.hce_rule
-    if hce_rule:
-        _check_opencv()
-    results, curves = evaluate(
-        methods, args.gt_root, args.sets, args.workers, args.allow_missing, hce_rule=hce_rule, progress=not args.no_progress
+    return evaluate_to_folder(
+        methods,
+        args.gt_root,
+        args.save_dir,
+        args.sets,
+        args.workers,
+        args.allow_missing,
+        None if args.no_hce else args.hce_rule,
+        curves=not args.no_curves,
+        progress=not args.no_progress,
     )
-    paths = write_reports(results, args.save_dir, hce_rule)
-    if not args.no_curves:
-        paths["curves"] = plot_curves(curves, args.save_dir)
-    return results, paths
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -13,27 +13,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 from typing import Optional, Sequence
 
-import torch
-
-from lib.checkpoint import CheckpointError, build_from_checkpoint
+from lib.checkpoint import CheckpointError
 from utils.amp import AMP_DTYPES
 from utils.cli import EXIT_INTERRUPTED, EXIT_REFUSED, HelpFormatter, non_negative_int, positive_int, round_size
-from utils.devices import resolve_device
-from utils.fileio import OutputError, check_writable
-from utils.images import IMAGE_EXTENSIONS
+from utils.fileio import OutputError
 from utils.pairing import DIS_SETS, DatasetError
-from utils.predict import (
-    PredictReport,
-    find_test_sets,
-    input_jobs,
-    list_images,
-    predict_jobs,
-    refuse_writing_into,
-    set_jobs,
-)
+from utils.predict import PredictReport, run_prediction
 
 log = logging.getLogger("fsanet.test")
 
@@ -70,61 +57,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_test(args: argparse.Namespace) -> PredictReport:
-    """Load the model once, predict every set (or --input), return what was written."""
+    """test.py's flags → :func:`utils.predict.run_prediction`."""
     round_size(args, "testsize", log)
-    device = resolve_device(args.device)
-    report = PredictReport()
-    save_path = Path(args.save_path)
-    if args.input:
-        images = list_images(args.input, report)
-        if not images:
-            raise DatasetError(
-                f"--input {args.input}: no image files found (extensions: {' '.join(IMAGE_EXTENSIONS)})"
-                + (f"; other files: {', '.join(report.skipped[:5])}" if report.skipped else "")
-            )
-        jobs = input_jobs(images, save_path)
-        folder = Path(args.input) if Path(args.input).is_dir() else Path(args.input).parent
-        refuse_writing_into(jobs, [folder])
-        work = [("input", jobs)]
-    else:
-        sets = find_test_sets(args.test_path, args.sets)
-        work = [(name, set_jobs(images, masks, save_path / name, report)) for name, images, masks in sets]
-        refuse_writing_into(
-            [job for _, jobs in work for job in jobs], [folder for _, images, masks in sets for folder in (images, masks)]
-        )
-    for folder in sorted({job.output.parent for _, jobs in work for job in jobs}):
-        check_writable(folder, "--save_path")
-    model, loaded = build_from_checkpoint(args.pth_path)
-    log.info("%s", loaded)
-    model.to(device).eval()
-    if args.channels_last:
-        model.to(memory_format=torch.channels_last)
-    for name, jobs in work:
-        before = len(report.written)
-        predict_jobs(
-            model,
-            jobs,
-            args.testsize,
-            args.batch_size,
-            device,
-            AMP_DTYPES[args.amp],
-            args.workers,
-            progress=not args.no_progress,
-            desc=name,
-            report=report,
-            channels_last=args.channels_last,
-        )
-        log.info(
-            "%s: %d maps written in %s",
-            name,
-            len(report.written) - before,
-            save_path / name if name != "input" else save_path,
-        )
-    if report.skipped:
-        log.warning("not images, skipped: %s", ", ".join(report.skipped))
-    if report.failed:
-        log.warning("%d images could not be read: %s", len(report.failed), "; ".join(report.failed))
-    return report
+    return run_prediction(
+        args.pth_path,
+        args.save_path,
+        args.test_path,
+        args.sets,
+        args.input,
+        args.testsize,
+        args.batch_size,
+        args.workers,
+        args.device,
+        args.amp,
+        args.channels_last,
+        progress=not args.no_progress,
+    )
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

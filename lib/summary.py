@@ -11,6 +11,7 @@ allocated and the count is instant at any size.
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Dict, List, Tuple
 
 import torch
@@ -76,18 +77,24 @@ def format_table(params: Dict[str, int], flops: Dict[str, int], height: int, wid
 
 
 def main(argv: List[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from models.backbones import FREQUENCY_BACKBONES, SPATIAL_BACKBONES
+
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--size", type=int, nargs="+", default=[1024], help="H [W] of the input (multiples of 32)")
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--backbone", default=DEFAULT_CONFIG["backbone"])
-    parser.add_argument("--freq_backbone", default=DEFAULT_CONFIG["freq_backbone"])
+    parser.add_argument("--backbone", choices=sorted(SPATIAL_BACKBONES), default=DEFAULT_CONFIG["backbone"])
+    parser.add_argument("--freq_backbone", choices=sorted(FREQUENCY_BACKBONES), default=DEFAULT_CONFIG["freq_backbone"])
     args = parser.parse_args(argv)
     height, width = (args.size * 2)[:2]
+    if args.batch < 1 or min(height, width) < 32 or height % 32 or width % 32:
+        parser.error(f"--size must be multiples of 32 (got {height}×{width}) and --batch ≥ 1 (got {args.batch})")
     model = build_on_meta(backbone=args.backbone, freq_backbone=args.freq_backbone)
     params = count_parameters(model)
     flops = count_flops(model, height, width, args.batch)
-    print(f"FSANet(backbone={args.backbone}, freq_backbone={args.freq_backbone}), batch {args.batch}")
-    print(format_table(params, flops, height, width))
+    sys.stdout.write(f"FSANet(backbone={args.backbone}, freq_backbone={args.freq_backbone}), batch {args.batch}\n")
+    sys.stdout.write(format_table(params, flops, height, width) + "\n")
 
 
 if __name__ == "__main__":

@@ -214,7 +214,9 @@ def test_unwritable_outputs_are_found_before_any_work(tmp_path, synthetic_train,
         assert train_cli.main(_train_argv(blocker, synthetic_train, "--epoch", "1")) == 2
     assert str(blocker) in caplog.text
     # eval: the metrics are not computed when the table could not be written
-    monkeypatch.setattr(eval_cli, "evaluate", lambda *a, **k: pytest.fail("metrics computed before the check"))
+    import utils.reports
+
+    monkeypatch.setattr(utils.reports, "evaluate", lambda *a, **k: pytest.fail("metrics computed before the check"))
     caplog.clear()
     with caplog.at_level(logging.ERROR):
         assert eval_cli.main(["--pred_root", str(tmp_path), "--gt_root", str(tmp_path), "--save_dir", str(blocker)]) == 2

@@ -65,9 +65,12 @@ def test_deep_supervision_weights():
     logits, mask = _case(2)
     preds = [logits * s for s in (1.0, 0.5, 2.0, -1.0)]
     total, losses = deep_supervision_loss(preds, mask)
-    expected = 0.7 * losses[0] + 0.1 * losses[1] + 0.1 * losses[2] + 0.1 * losses[3]
-    assert torch.allclose(total, expected.float()) and len(losses) == 4
-    assert torch.allclose(losses[3], structure_loss(-logits, mask).float())
+    by_hand = [_by_hand(p, mask, False) for p in preds]  # written out in this file, not utils.losses
+    expected = 0.7 * by_hand[0] + 0.1 * (by_hand[1] + by_hand[2] + by_hand[3])  # the paper's weights
+    assert torch.allclose(total.double(), expected.double(), rtol=1e-6) and len(losses) == 4
+    for got, want in zip(losses, by_hand):
+        assert torch.allclose(got.double(), want.double(), rtol=1e-6)
+    assert not torch.allclose(total.double(), sum(by_hand).double() / 4, rtol=1e-3)  # not a plain mean
 
 
 def test_adaxw_follows_the_formula():

@@ -3,6 +3,7 @@ resume, a kill during a save, DistributedDataParallel, weights and errors."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import socket
@@ -21,6 +22,7 @@ from lib.FSANet import FSANet, build_fsanet
 from train import main as train_main
 from utils.adaxw import AdaXW
 from utils.dataset import TrainDataset
+from utils.losses import deep_supervision_loss
 from utils.pairing import training_pairs
 from utils.recipe import StepConfig, train_one_epoch
 from utils.run_start import prepare_model
@@ -72,10 +74,15 @@ def test_amp_and_channels_last_steps_run(synthetic_train, amp, channels_last):
     cfg = StepConfig(
         torch.device("cpu"), [64], 0, amp_dtype=torch.bfloat16 if amp == "bf16" else None, channels_last=channels_last
     )
-    stats = train_one_epoch(
-        model, [_batch(synthetic_train)], optimizer, torch.amp.GradScaler("cpu", enabled=False), cfg, progress=False
-    )
-    assert torch.isfinite(torch.tensor(stats["loss"])) and stats["loss"] > 0
+    batch = _batch(synthetic_train)
+    before = copy.deepcopy(model)
+    with torch.autocast("cpu", dtype=cfg.amp_dtype or torch.float32, enabled=amp == "bf16"):
+        outputs = before(batch[0].contiguous(memory_format=torch.channels_last) if channels_last else batch[0])
+    expected, _ = deep_supervision_loss(outputs[:4], batch[1])
+    stats = train_one_epoch(model, [batch], optimizer, torch.amp.GradScaler("cpu", enabled=False), cfg, progress=False)
+    assert stats["loss"] == pytest.approx(expected.item(), rel=1e-5)  # the step's loss, on the pre-step weights
+    moved = [n for (n, p), q in zip(model.named_parameters(), before.parameters()) if not torch.equal(p, q)]
+    assert len(moved) > 0.9 * len(list(model.parameters()))  # and the step updated the weights
 
 
 def test_resume_continues_exactly(tmp_path, synthetic_train):

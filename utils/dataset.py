@@ -22,39 +22,20 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-import torchvision.transforms.functional as TF
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
-from torchvision.transforms import InterpolationMode
 
 from utils.devices import smallest_chunk
 from utils.distributed import DistInfo
 from utils.fileio import atomic_write
 from utils.images import read_gt_mask, read_rgb
+from utils.transforms import image_to_tensor, mask_to_tensor, resize_8bit
 
 PathLike = Union[str, os.PathLike]
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 #: bump when the cached arrays' meaning changes: old entries are then ignored.
 CACHE_VERSION = 2  # 2: 0/1 and colour masks converted (utils.images.read_gt_mask)
-
-
-def resize_8bit(image: Image.Image, size: int) -> np.ndarray:
-    """``size``×``size`` Pillow-bilinear resize (what ``transforms.Resize`` does) as uint8."""
-    return np.array(TF.resize(image, [size, size], InterpolationMode.BILINEAR), dtype=np.uint8)
-
-
-def image_to_tensor(array: np.ndarray) -> torch.Tensor:
-    """H×W×3 uint8 → 3×H×W float, ImageNet-normalised."""
-    return TF.normalize(TF.to_tensor(array), IMAGENET_MEAN, IMAGENET_STD)
-
-
-def mask_to_tensor(array: np.ndarray) -> torch.Tensor:
-    """H×W uint8 → 1×H×W float in [0, 1]."""
-    return TF.to_tensor(array)
 
 
 def cache_key(path: Path, size: int, kind: str) -> str:

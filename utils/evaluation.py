@@ -44,8 +44,9 @@ Results = Dict[str, Dict[str, Dict[str, float]]]  # {method: {set: {metric: valu
 Curves = Dict[str, Dict[str, Dict[str, np.ndarray]]]  # {method: {set: {curve: values}}}
 
 
-def new_metrics(hce_rule: Optional[str] = "isnet") -> Dict[str, Any]:
-    """Fresh pysodmetrics objects for one (method, set); ``hce_rule=None`` leaves HCE out."""
+def new_metrics(hce_rule: Optional[str] = "isnet", only: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """Fresh pysodmetrics objects for one (method, set); ``hce_rule=None`` leaves HCE out,
+    ``only`` keeps those keys (``fm``, ``wfm``, ``mae``, ``sm``, ``em``, ``hce``)."""
     metrics = {
         "fm": sod.FmeasureV2(
             metric_handlers={
@@ -61,7 +62,7 @@ def new_metrics(hce_rule: Optional[str] = "isnet") -> Dict[str, Any]:
     }
     if hce_rule is not None:
         metrics["hce"] = HumanCorrectionEffort(hce_rule, relax=5, epsilon=2.0)
-    return metrics
+    return {k: v for k, v in metrics.items() if only is None or k in only}
 
 
 def step_metrics(metrics: Dict[str, Any], pred: np.ndarray, gt: np.ndarray, skeleton: Optional[np.ndarray] = None) -> None:
@@ -97,21 +98,24 @@ def merge_metrics(parts: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
 
 def summarize(metrics: Dict[str, Any]) -> Tuple[Dict[str, float], Dict[str, np.ndarray]]:
     """``({metric: value}, {curve: 256 values})``; values are pysodmetrics' results, unrounded."""
-    fm = metrics["fm"].get_results()
-    em = metrics["em"].get_results()["em"]
-    values = {
-        "maxFm": float(fm["fm"]["dynamic"].max()),
-        "meanFm": float(fm["fm"]["dynamic"].mean()),
-        "wFm": float(metrics["wfm"].get_results()["wfm"]),
-        "MAE": float(metrics["mae"].get_results()["mae"]),
-        "Sm": float(metrics["sm"].get_results()["sm"]),
-        "meanEm": float(em["curve"].mean()),
-        "maxEm": float(em["curve"].max()),
-    }
+    values: Dict[str, float] = {}
+    curves: Dict[str, np.ndarray] = {}
+    if "fm" in metrics:
+        fm = metrics["fm"].get_results()
+        values.update(maxFm=float(fm["fm"]["dynamic"].max()), meanFm=float(fm["fm"]["dynamic"].mean()))
+        curves = {"precision": fm["pre"]["dynamic"], "recall": fm["rec"]["dynamic"], "fm": fm["fm"]["dynamic"]}
+    if "wfm" in metrics:
+        values["wFm"] = float(metrics["wfm"].get_results()["wfm"])
+    if "mae" in metrics:
+        values["MAE"] = float(metrics["mae"].get_results()["mae"])
+    if "sm" in metrics:
+        values["Sm"] = float(metrics["sm"].get_results()["sm"])
+    if "em" in metrics:
+        em = metrics["em"].get_results()["em"]
+        values.update(meanEm=float(em["curve"].mean()), maxEm=float(em["curve"].max()))
     if "hce" in metrics:
         values["HCE"] = float(metrics["hce"].get_results()["hce"])
-    curves = {"precision": fm["pre"]["dynamic"], "recall": fm["rec"]["dynamic"], "fm": fm["fm"]["dynamic"]}
-    return values, curves
+    return {k: values[k] for k in METRIC_KEYS if k in values}, curves
 
 
 # ----------------------------------------------------------------------------- scoring

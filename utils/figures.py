@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Union
 
@@ -154,12 +155,16 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     grid.add_argument("--masks", default=None, help="mask folder (found automatically in a set folder)")
     grid.add_argument("--pred", type=_method, nargs="+", required=True, metavar="NAME=DIR")
     grid.add_argument("--count", type=int, default=4)
-    grid.add_argument("--out", default="Figures/grid.png")
+    grid.add_argument("--out", default="Figures/demo_grid.png")
     args = parser.parse_args(argv)
-    if args.figure == "architecture":
-        draw_architecture(args.out)
-    else:
-        qualitative_grid(args.images, dict(args.pred), args.out, args.masks, args.count)
+    try:
+        if args.figure == "architecture":
+            draw_architecture(args.out)
+        else:
+            qualitative_grid(args.images, dict(args.pred), args.out, args.masks, args.count)
+    except (ValueError, OSError) as error:  # DatasetError and unreadable files included
+        parser.error(str(error))
+    sys.stdout.write(f"wrote {args.out}\n")
 
 
 if __name__ == "__main__":

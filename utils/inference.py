@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from utils.dataset import image_to_tensor, resize_8bit
+from utils.transforms import image_to_tensor, resize_8bit
 
 
 def preprocess(image: Image.Image, size: int) -> torch.Tensor:

@@ -22,8 +22,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from utils.amp import autocast
-from utils.fileio import atomic_write_bytes
+from lib.checkpoint import build_from_checkpoint
+from utils.amp import AMP_DTYPES, autocast
+from utils.devices import resolve_device
+from utils.fileio import atomic_write_bytes, check_writable
 from utils.images import IMAGE_EXTENSIONS, MASK_EXTENSIONS, image_size, read_rgb
 from utils.inference import postprocess, preprocess
 from utils.pairing import DIS_SETS, DatasetError, chosen_set_names, find_layout
@@ -235,6 +237,78 @@ def predict_jobs(
     return report
 
 
+def run_prediction(
+    pth_path: PathLike,
+    save_path: PathLike,
+    test_path: PathLike = "./data/TestDataset",
+    sets: Optional[Sequence[str]] = None,
+    input: Optional[PathLike] = None,  # noqa: A002  (test.py's --input)
+    testsize: int = 992,
+    batch_size: int = 1,
+    workers: int = 0,
+    device: Optional[str] = None,
+    amp: str = "none",
+    channels_last: bool = False,
+    progress: bool = True,
+) -> PredictReport:
+    """test.py's job: load the model once, predict every set under ``test_path`` (or the
+    images of ``input``), write the maps under ``save_path``; returns what was written.
+    Inputs, masks and output folders are checked before the model is loaded."""
+    device = resolve_device(device)
+    report = PredictReport()
+    save_path = Path(save_path)
+    if input:
+        images = list_images(input, report)
+        if not images:
+            raise DatasetError(
+                f"--input {input}: no image files found (extensions: {' '.join(IMAGE_EXTENSIONS)})"
+                + (f"; other files: {', '.join(report.skipped[:5])}" if report.skipped else "")
+            )
+        jobs = input_jobs(images, save_path)
+        folder = Path(input) if Path(input).is_dir() else Path(input).parent
+        refuse_writing_into(jobs, [folder])
+        work = [("input", jobs)]
+    else:
+        sets = find_test_sets(test_path, sets)
+        work = [(name, set_jobs(images, masks, save_path / name, report)) for name, images, masks in sets]
+        refuse_writing_into(
+            [job for _, jobs in work for job in jobs], [folder for _, images, masks in sets for folder in (images, masks)]
+        )
+    for folder in sorted({job.output.parent for _, jobs in work for job in jobs}):
+        check_writable(folder, "--save_path")
+    model, loaded = build_from_checkpoint(pth_path)
+    log.info("%s", loaded)
+    model.to(device).eval()
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    for name, jobs in work:
+        before = len(report.written)
+        predict_jobs(
+            model,
+            jobs,
+            testsize,
+            batch_size,
+            device,
+            AMP_DTYPES[amp],
+            workers,
+            progress=progress,
+            desc=name,
+            report=report,
+            channels_last=channels_last,
+        )
+        log.info(
+            "%s: %d maps written in %s",
+            name,
+            len(report.written) - before,
+            save_path / name if name != "input" else save_path,
+        )
+    if report.skipped:
+        log.warning("not images, skipped: %s", ", ".join(report.skipped))
+    if report.failed:
+        log.warning("%d images could not be read: %s", len(report.failed), "; ".join(report.failed))
+    return report
+
+
 __all__ = [
     "Job",
     "PredictReport",
@@ -243,6 +317,7 @@ __all__ = [
     "list_images",
     "predict_jobs",
     "refuse_writing_into",
+    "run_prediction",
     "set_jobs",
     "write_png",
 ]

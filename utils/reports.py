@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import platform
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from utils.evaluation import METRIC_KEYS, OVERALL_TEXT, Curves, Results
+from utils.evaluation import METRIC_KEYS, OVERALL_TEXT, Curves, Results, evaluate
+from utils.fileio import check_writable
 from utils.hce import HCE_RULE_TEXT
 from utils.pairing import DIS_SETS
 
 PathLike = Union[str, os.PathLike]
+log = logging.getLogger(__name__)
 
 #: arrows for the table header: higher or lower is better.
 BETTER = {"maxFm": "↑", "meanFm": "↑", "wFm": "↑", "MAE": "↓", "Sm": "↑", "meanEm": "↑", "maxEm": "↑", "HCE": "↓"}
@@ -141,3 +144,48 @@ def plot_curves(curves: Curves, save_dir: PathLike) -> List[Path]:
             fig.savefig(path)
             written.append(path)
     return written
+
+
+def check_opencv() -> None:
+    """Warn when the environment's OpenCV would make HCE differ from the published tables."""
+    import cv2
+
+    providers = opencv_distributions()
+    if len(providers) > 1:
+        log.warning(
+            "%d OpenCV distributions provide cv2 (%s); which one is imported depends on install order. "
+            "Keep only opencv-python-headless (pip uninstall the others, then "
+            "pip install --force-reinstall -r requirements.txt)",
+            len(providers),
+            ", ".join(providers),
+        )
+    major_minor = tuple(int(x) for x in cv2.__version__.split(".")[:2])
+    if major_minor >= (4, 13):
+        log.warning(
+            "OpenCV %s: from 4.13 on cv2.approxPolyDP changed and HCE differs from the published tables "
+            "by up to ±4 per image; requirements.txt pins 4.12",
+            cv2.__version__,
+        )
+
+
+def evaluate_to_folder(
+    methods: Dict[str, PathLike],
+    gt_root: PathLike,
+    save_dir: PathLike,
+    sets: Optional[Sequence[str]] = None,
+    workers: int = 1,
+    allow_missing: bool = False,
+    hce_rule: Optional[str] = "isnet",
+    curves: bool = True,
+    progress: bool = True,
+) -> Tuple[Results, Dict[str, Any]]:
+    """eval.py's job: score ``methods`` on the sets under ``gt_root`` and write the tables
+    (and curves) to ``save_dir``, which is checked writable before any metric is computed."""
+    check_writable(save_dir, "--save_dir")
+    if hce_rule:
+        check_opencv()
+    results, set_curves = evaluate(methods, gt_root, sets, workers, allow_missing, hce_rule=hce_rule, progress=progress)
+    paths: Dict[str, Any] = dict(write_reports(results, save_dir, hce_rule))
+    if curves:
+        paths["curves"] = plot_curves(set_curves, save_dir)
+    return results, paths

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+import zlib
 from pathlib import Path
 from typing import List, Sequence, Tuple, Union
 
@@ -160,10 +162,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--layout", choices=sorted(LAYOUTS), default="authors", help="authors: Imgs/ + GT/; dis5k: im/ + gt/"
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed", type=int, default=None, help="default: derived from the --out folder's name, so that each set differs"
+    )
     parser.add_argument("--image_ext", choices=[".jpg", ".png"], default=".jpg")
     args = parser.parse_args(argv)
-    write_dataset(args.out, args.count, args.size, args.layout, args.seed, args.image_ext, progress=True)
+    seed = args.seed if args.seed is not None else zlib.crc32(Path(args.out).resolve().name.encode())
+    written = write_dataset(args.out, args.count, args.size, args.layout, seed, args.image_ext, progress=True)
+    sys.stdout.write(f"wrote {len(written)} pairs to {args.out} (seed {seed})\n")
 
 
 if __name__ == "__main__":

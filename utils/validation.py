@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from utils.amp import autocast
 from utils.devices import unwrap
+from utils.evaluation import new_metrics, step_metrics, summarize
 from utils.images import read_gt_mask, read_rgb
 from utils.inference import postprocess, preprocess
 from utils.pairing import scan_pairs
@@ -28,24 +29,21 @@ def validate(
     amp_dtype: Optional[torch.dtype] = None,
     progress: bool = True,
 ) -> Dict[str, float]:
-    """MAE and maxFβ of P1 on ``pairs``, post-processed as the authors test."""
-    from py_sod_metrics import MAE, FmeasureHandler, FmeasureV2
-
+    """MAE and maxFβ of P1 on ``pairs``, post-processed as the authors test and scored by
+    eval.py's metric objects (``utils.evaluation``)."""
     model = unwrap(model)
     was_training = model.training
     model.eval()
-    mae = MAE()
-    fmeasure = FmeasureV2(metric_handlers={"fm": FmeasureHandler(with_dynamic=True, with_adaptive=False, beta=0.3)})
+    metrics = new_metrics(hce_rule=None, only=("fm", "mae"))
     for image_path, mask_path in tqdm(pairs, desc="validate", unit="img", disable=not progress, leave=False):
         mask, _ = read_gt_mask(mask_path)
         x = preprocess(read_rgb(image_path), size).to(device)
         with autocast(device.type, amp_dtype):
             logits = model(x)[0]
-        prediction = postprocess(logits, mask.shape)
-        mae.step(prediction, mask)
-        fmeasure.step(prediction, mask)
+        step_metrics(metrics, postprocess(logits, mask.shape), mask)
     model.train(was_training)
-    return {"MAE": float(mae.get_results()["mae"]), "maxFm": float(fmeasure.get_results()["fm"]["dynamic"].max())}
+    values, _ = summarize(metrics)
+    return {"MAE": values["MAE"], "maxFm": values["maxFm"]}
 
 
 def validation_pairs(val_path: Optional[str]) -> List[Tuple[Path, Path]]:
