@@ -1,12 +1,12 @@
-"""The whole pipeline on generated DIS-like data, on a CPU, in a few minutes:
+"""The whole pipeline on generated DIS-like data, on a CPU, in under a minute:
 
-    generate data → train a small FSANet → test.py → eval.py → figures
+    generate data → train a small FSANet → predict (test.py's code) → score (eval.py's) → figures
 
-    python demo.py                  # ~4 min on 2 CPU cores; everything under results/demo/
-    python demo.py --quick          # ~1 min: fewer images, two short epochs (what CI runs)
+    python demo.py                  # ~45 s on 2 CPU cores; everything under results/demo/
+    python demo.py --quick          # ~10 s: fewer images, two short epochs (what the tests run)
 
-The model is the FSANet architecture with PVT-v2-b0 widths and random ImageNet-free
-backbones, so the numbers only show that every stage works, not the paper's accuracy.
+The model is the ``fsanet_small`` configuration (lib/configs.py) with random backbones,
+so the numbers only show that every stage works, not the paper's accuracy.
 """
 
 from __future__ import annotations

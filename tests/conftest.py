@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Dict
@@ -107,3 +108,8 @@ def synthetic_train(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synthetic") / "TrainDataset"
     write_dataset(root, count=4, size=(80, 72), layout="authors", seed=1)
     return root
+
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest -n 2 on 2 cores: one thread per worker, or the workers' OpenMP threads wait on each other
+    torch.set_num_threads(1)
