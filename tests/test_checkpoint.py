@@ -21,6 +21,7 @@ from lib.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
+from lib.configs import get_config
 from lib.FSANet import FSANet, build_fsanet
 
 
@@ -293,7 +294,7 @@ def test_build_from_checkpoint_is_ready_for_one_image_and_names_its_outputs(tmp_
 
     save_checkpoint(
         tmp_path / "small.pth",
-        build_fsanet(backbone="pvt_v2_b0", channels=(32, 64, 160, 256), decoder_channels=32, radius=8.0),
+        build_fsanet(get_config("fsanet_small")),
     )
     model, _ = build_from_checkpoint(tmp_path / "small.pth")
     assert not model.training  # a batch of one passes SFF's BatchNorm

@@ -113,6 +113,7 @@ def test_input_folder_maps_at_each_images_size(tmp_path, test_sets, authors_chec
 def test_batched_and_channels_last_prediction_match_one_by_one(tmp_path, test_sets, monkeypatch):
     import lib.FSANet
     from lib.checkpoint import save_checkpoint
+    from lib.configs import get_config
     from lib.FSANet import build_fsanet
 
     layouts = []  # whether each forward got an NHWC batch
@@ -124,7 +125,7 @@ def test_batched_and_channels_last_prediction_match_one_by_one(tmp_path, test_se
     torch.manual_seed(0)
     path = save_checkpoint(
         tmp_path / "tiny.pth",
-        build_fsanet(backbone="pvt_v2_b0", channels=(32, 64, 160, 256), decoder_channels=32, radius=8.0),
+        build_fsanet(get_config("fsanet_small")),
     )
     maps = {}
     for name, extra in (("1", ["--batch_size", "1"]), ("3", ["--batch_size", "3"]), ("nhwc", ["--channels_last"])):
