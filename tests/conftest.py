@@ -74,30 +74,17 @@ def faithful_model(authors_checkpoint):
 TINY_MODEL_ARGS = ["--config", "fsanet_small"]
 
 
+def train_argv(root: Path, data: Path, *extra: str) -> list:
+    """train.py's flags for a fast CPU run on ``data``, writing under ``root``."""
+    fast = ["--device", "cpu", "--workers", "0", "--no_progress", "--batchsize", "2", "--trainsize", "64"]
+    return ["--train_path", str(data), "--out_root", str(root), *fast, "--rates", "1", *TINY_MODEL_ARGS, *extra]
+
+
 def train_args(root: Path, data: Path, *extra: str):
-    """A TrainConfig for a fast CPU run on ``data``, writing under ``root`` (train.py's flags)."""
+    """The TrainConfig of :func:`train_argv`."""
     from train import parse_config
 
-    argv = [
-        "--train_path",
-        str(data),
-        "--out_root",
-        str(root),
-        "--device",
-        "cpu",
-        "--workers",
-        "0",
-        "--no_progress",
-        "--batchsize",
-        "2",
-        "--trainsize",
-        "64",
-        "--rates",
-        "1",
-        *TINY_MODEL_ARGS,
-        *extra,
-    ]
-    return parse_config(argv)
+    return parse_config(train_argv(root, data, *extra))
 
 
 @pytest.fixture(scope="session")

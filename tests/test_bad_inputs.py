@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_MODEL_ARGS, train_args
+from conftest import train_args, train_argv
 from PIL import Image
 
 import eval as eval_cli
@@ -44,25 +44,13 @@ def _snapshot(folder: Path) -> dict:
 
 
 def _train_argv(tmp_path, data, *extra):
-    return [
-        "--train_path",
-        str(data),
-        "--out_root",
-        str(tmp_path),
-        "--device",
-        "cpu",
-        "--workers",
-        "0",
-        "--no_progress",
-        "--batchsize",
-        "2",
-        "--trainsize",
-        "64",
-        "--rates",
-        "1",
-        *TINY_MODEL_ARGS,
-        *extra,
-    ]
+    return train_argv(tmp_path, data, *extra)
+
+
+def _predict(checkpoint, *args):
+    """test.py on CPU at 64 px with ``args`` (its exit status)."""
+    fast = ["--testsize", "64", "--device", "cpu", "--workers", "0", "--no_progress"]
+    return test_cli.main(["--pth_path", str(checkpoint), *fast, *args])
 
 
 # ----------------------------------------------------------------------------- unreadable files
@@ -239,24 +227,8 @@ def test_maps_are_never_written_over_inputs_or_masks(tmp_path, synthetic_train, 
     _copy(synthetic_train, sets / "DIS-TE1")
     before = _snapshot(sets)
     with caplog.at_level(logging.ERROR):
-        code = test_cli.main(
-            [
-                "--pth_path",
-                str(small_checkpoint),
-                "--test_path",
-                str(sets),
-                "--save_path",
-                str(sets / "DIS-TE1" / ".."),
-                "--sets",
-                "DIS-TE1",
-                "--testsize",
-                "64",
-                "--device",
-                "cpu",
-                "--workers",
-                "0",
-                "--no_progress",
-            ]
+        code = _predict(
+            str(small_checkpoint), "--test_path", str(sets), "--save_path", str(sets / "DIS-TE1" / ".."), "--sets", "DIS-TE1"
         )
     assert code == 0  # <save_path>/DIS-TE1 is the set's own folder, not its Imgs or GT: allowed
     for name in ("GT", "Imgs"):
@@ -265,26 +237,7 @@ def test_maps_are_never_written_over_inputs_or_masks(tmp_path, synthetic_train, 
         out.mkdir()
         (out / "DIS-TE1").symlink_to(sets / "DIS-TE1" / name)  # <save_path>/DIS-TE1 resolves to masks or images
         with caplog.at_level(logging.ERROR):
-            assert (
-                test_cli.main(
-                    [
-                        "--pth_path",
-                        str(small_checkpoint),
-                        "--test_path",
-                        str(sets),
-                        "--save_path",
-                        str(out),
-                        "--testsize",
-                        "64",
-                        "--device",
-                        "cpu",
-                        "--workers",
-                        "0",
-                        "--no_progress",
-                    ]
-                )
-                == 2
-            )
+            assert _predict(str(small_checkpoint), "--test_path", str(sets), "--save_path", str(out)) == 2
         assert "holds the input images or the ground-truth masks" in caplog.text
     inputs = {k: v for k, v in _snapshot(sets).items() if k.parts[1] in ("GT", "Imgs")}
     assert inputs == {k: v for k, v in before.items() if k.parts[1] in ("GT", "Imgs")}
@@ -297,26 +250,7 @@ def test_input_images_sharing_a_stem_get_two_maps(tmp_path, small_checkpoint, ca
     Image.fromarray(rng.integers(0, 255, (40, 56, 3), dtype=np.uint8)).save(photos / "photo.jpg")
     Image.fromarray(rng.integers(0, 255, (48, 32, 3), dtype=np.uint8)).save(photos / "photo.png")
     with caplog.at_level(logging.INFO):
-        assert (
-            test_cli.main(
-                [
-                    "--pth_path",
-                    str(small_checkpoint),
-                    "--input",
-                    str(photos),
-                    "--save_path",
-                    str(tmp_path / "maps"),
-                    "--testsize",
-                    "64",
-                    "--device",
-                    "cpu",
-                    "--workers",
-                    "0",
-                    "--no_progress",
-                ]
-            )
-            == 0
-        )
+        assert _predict(str(small_checkpoint), "--input", str(photos), "--save_path", str(tmp_path / "maps")) == 0
     maps = {p.name: Image.open(p).size for p in (tmp_path / "maps").iterdir()}
     assert maps == {"photo_jpg.png": (56, 40), "photo_png.png": (32, 48)}
     assert "input: 2 maps written" in caplog.text
@@ -352,26 +286,7 @@ def test_exif_rotated_photos_get_maps_in_the_viewers_orientation(tmp_path, small
     exif = image.getexif()
     exif[0x0112] = 6  # rotate 90° clockwise to display
     image.save(photos / "rotated.jpg", exif=exif)
-    assert (
-        test_cli.main(
-            [
-                "--pth_path",
-                str(small_checkpoint),
-                "--input",
-                str(photos),
-                "--save_path",
-                str(tmp_path / "maps"),
-                "--testsize",
-                "64",
-                "--device",
-                "cpu",
-                "--workers",
-                "0",
-                "--no_progress",
-            ]
-        )
-        == 0
-    )
+    assert _predict(str(small_checkpoint), "--input", str(photos), "--save_path", str(tmp_path / "maps")) == 0
     assert Image.open(tmp_path / "maps" / "rotated.png").size == (40, 64)  # as a viewer shows it
 
 
