@@ -100,6 +100,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (EvaluationError, DatasetError, OutputError) as error:
         log.error("%s", error)
         return EXIT_REFUSED
+    except OSError as error:  # a full disk while writing the reports
+        log.error("%s", error)
+        return EXIT_REFUSED
     hce_rule = None if args.no_hce else args.hce_rule
     sys.stdout.write(format_table(results, hce_rule) + "\n" + provenance_line(provenance(hce_rule)) + "\n")
     log.info(

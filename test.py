@@ -86,6 +86,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (DatasetError, CheckpointError, OutputError, ValueError) as error:
         log.error("%s", error)
         return EXIT_REFUSED
+    except OSError as error:  # a full disk, a folder that became unwritable
+        log.error("%s; the maps written so far are complete (each is written whole or not at all)", error)
+        return EXIT_REFUSED
     return 1 if report.failed else 0
 
 

@@ -229,11 +229,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (DatasetError, CheckpointError, OutputError, ValueError) as error:
         log.error("%s", error)
         return EXIT_REFUSED
-    except OSError as error:
-        if error.errno != errno.ENOSPC:
-            raise
+    except OSError as error:  # a full disk while saving, a folder that became unwritable
         saved = _last_saved(run_dir)
-        log.error("%s. %s", error.strerror, f"Intact: {saved}" if saved else "No checkpoint was saved before.")
+        text = error.strerror if error.errno == errno.ENOSPC else str(error)
+        log.error("%s. %s", text, f"Intact: {saved}" if saved else "No checkpoint was saved before.")
         return EXIT_REFUSED
     return 0
 

@@ -96,6 +96,24 @@ def test_unreadable_cache_entries_are_cache_misses(tmp_path, synthetic_train):
     assert torch.equal(again[0], image) and torch.equal(again[1], mask)
 
 
+def test_a_cache_that_cannot_be_written_only_costs_speed(tmp_path, synthetic_train, monkeypatch, caplog):
+    import utils.dataset
+
+    pairs = training_pairs(synthetic_train)[:2]
+    expected = [TrainDataset(pairs, 64)[i] for i in range(2)]
+
+    def full_disk(path, write):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(utils.dataset, "atomic_write", full_disk)
+    dataset = TrainDataset(pairs, 64, tmp_path / "cache")
+    with caplog.at_level(logging.WARNING):
+        got = [dataset[i] for i in range(2)]
+    for (a, b), (c, d) in zip(got, expected):
+        assert torch.equal(a, c) and torch.equal(b, d)
+    assert caplog.text.count("cannot write cache entries") == 1
+
+
 # ----------------------------------------------------------------------------- masks saved 0/1 or in colour
 
 
@@ -277,6 +295,28 @@ def test_input_images_sharing_a_stem_get_two_maps(tmp_path, small_checkpoint, ca
             == 2
         )
     assert "holds the input images" in caplog.text
+
+
+def test_a_full_disk_during_prediction_keeps_the_maps_already_written(tmp_path, small_checkpoint, monkeypatch, caplog):
+    import utils.predict
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(photos / name)
+    real_write = utils.predict.atomic_write_bytes
+
+    def filling_disk(path, data):
+        if path.name == "b.png":
+            raise OSError(errno.ENOSPC, f"no space left on device while writing {path}; nothing was written")
+        return real_write(path, data)
+
+    monkeypatch.setattr(utils.predict, "atomic_write_bytes", filling_disk)
+    with caplog.at_level(logging.ERROR):
+        assert _predict(small_checkpoint, "--input", str(photos), "--save_path", str(tmp_path / "maps")) == 2
+    assert "no space left on device" in caplog.text and "Traceback" not in caplog.text
+    assert [p.name for p in (tmp_path / "maps").iterdir()] == ["a.png"]
+    assert Image.open(tmp_path / "maps" / "a.png").size == (32, 32)
 
 
 def test_exif_rotated_photos_get_maps_in_the_viewers_orientation(tmp_path, small_checkpoint):

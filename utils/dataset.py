@@ -57,6 +57,7 @@ class TrainDataset(Dataset):
         self.pairs: List[Tuple[Path, Path]] = [(Path(i), Path(m)) for i, m in pairs]
         self.trainsize = int(trainsize)
         self.cache_dir = Path(cache_dir) if cache_dir else None
+        self._cache_warned = False
         if self.cache_dir is not None:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
 
@@ -78,7 +79,16 @@ class TrainDataset(Dataset):
             except Exception:  # noqa: BLE001  any unreadable entry (0 bytes, truncated) is a cache miss
                 pass
         array = self._decode(path, kind)
-        atomic_write(entry, lambda handle: np.save(handle, array))
+        try:
+            atomic_write(entry, lambda handle: np.save(handle, array))
+        except OSError as error:  # a full or read-only disk costs speed, not the run
+            if not self._cache_warned:
+                log.warning(
+                    "--cache_dir %s: cannot write cache entries (%s); decoding without the cache",
+                    self.cache_dir,
+                    error.strerror or error,
+                )
+                self._cache_warned = True
         return array
 
     def __getitem__(self, index: int) -> Tuple[torch.Tensor, torch.Tensor]:
