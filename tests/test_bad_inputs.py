@@ -140,7 +140,7 @@ def test_zero_one_masks_train_and_score_as_0_255_with_one_warning(tmp_path, synt
     _, target = TrainDataset(training_pairs(data)[:1], 64)[0]
     assert target.max() == 1.0  # not 1/255
     with caplog.at_level(logging.WARNING):
-        run_training(train_args(tmp_path / "run", data, "--epoch", "2"))
+        run_training(train_args(tmp_path / "run", data, "--epoch", "1"))
     assert "4 0/1 masks (maximum value 1), scaled to 0/255 (e.g." in caplog.text
     # evaluation reads ground truth the same way
     gt = tmp_path / "gt" / "DIS-TE1" / "GT"
@@ -185,8 +185,9 @@ def test_a_new_run_never_replaces_an_old_one(tmp_path, synthetic_train, caplog):
         assert train_cli.main(argv) == 2
     assert "already holds a run" in caplog.text and "--resume" in caplog.text and "--overwrite" in caplog.text
     assert _snapshot(run) == before
-    assert train_cli.main(argv + ["--overwrite", "--epoch", "3", "--save_every", "3"]) == 0
-    assert sorted(p.name for p in run.glob("*.pth")) == ["FSANet-3.pth", "latest.pth"]  # the old run's files went
+    assert train_cli.main(argv + ["--overwrite", "--epoch", "1"]) == 0
+    assert sorted(p.name for p in run.glob("*.pth")) == ["FSANet-1.pth", "latest.pth"]  # the old FSANet-2.pth went
+    assert read_checkpoint(run / "latest.pth")["epoch"] == 1  # the new run's, not the old epoch 2
     assert len(list((tmp_path / "logs" / "FSANet").glob("events.out.tfevents.*"))) == 1
     assert "FSANet" in train_cli.build_parser().format_help()  # the default name is stated in -h
 
@@ -209,7 +210,7 @@ def test_a_second_concurrent_run_is_refused_naming_the_first(tmp_path, synthetic
         sleeper.wait()
     # a lock whose process has ended is taken over; a stale temporary file from a killed save is removed
     (run / ".latest.pth.123.abcd1234.tmp").write_bytes(b"x" * 100)
-    assert train_cli.main(_train_argv(tmp_path, synthetic_train, "--epoch", "2")) == 0
+    assert train_cli.main(_train_argv(tmp_path, synthetic_train, "--epoch", "1")) == 0
     assert not (run / LOCK_NAME).exists() and not list(run.glob(".*.tmp"))
 
 
@@ -599,14 +600,14 @@ def test_eval_warns_about_scores_that_cannot_mean_anything(tmp_path, caplog):
 
 
 def test_resume_notes_a_finished_run_and_ignored_architecture_flags(tmp_path, synthetic_train, caplog):
-    assert train_cli.main(_train_argv(tmp_path, synthetic_train, "--epoch", "2")) == 0
+    assert train_cli.main(_train_argv(tmp_path, synthetic_train, "--epoch", "1")) == 0
     run = tmp_path / "checkpoints" / "FSANet"
     before = _snapshot(run)
     caplog.clear()
     with caplog.at_level(logging.INFO):
         assert (
             train_cli.main(
-                _train_argv(tmp_path, synthetic_train, "--epoch", "2", "--resume", str(run), "--decoder_channels", "48")
+                _train_argv(tmp_path, synthetic_train, "--epoch", "1", "--resume", str(run), "--decoder_channels", "48")
             )
             == 0
         )
@@ -629,7 +630,7 @@ def test_library_code_leaves_process_state_alone(tmp_path, synthetic_train):
     backend = matplotlib.get_backend()
     limit = Image.MAX_IMAGE_PIXELS
     handlers = list(logging.getLogger().handlers)
-    run_training(train_args(tmp_path, synthetic_train, "--epoch", "2"))
+    run_training(train_args(tmp_path, synthetic_train, "--epoch", "1"))
     plot_curves(
         {"m": {"DIS-TE1": {"precision": np.ones(256), "recall": np.ones(256), "fm": np.ones(256)}}}, tmp_path / "curves"
     )
