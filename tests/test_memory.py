@@ -134,3 +134,22 @@ def test_memory_cli_writes_the_documented_json(tmp_path, capsys):
     )
     assert (data["size"], data["batch"], data["amp"], data["grad_checkpoint"]) == (64, 2, "bf16", ["encoder", "hcf"])
     assert f"{data['activations_bytes']:>15,d} B" in capsys.readouterr().out
+
+
+def test_memory_script_runs_as_a_file_from_anywhere(tmp_path):
+    """`python bench/memory.py ...` (the issue's command) works outside the repository root too."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    out = tmp_path / "m.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "memory.py"), "--size", "32", "--batch", "2", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(out.read_text())["size"] == 32
