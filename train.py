@@ -34,7 +34,7 @@ from utils.cli import (
 from utils.fileio import OutputError
 from utils.pairing import DatasetError
 from utils.train_config import TrainConfig
-from utils.training import run_training
+from utils.training import TrainingRun
 
 
 def _gpu_list(text: str) -> List[int]:
@@ -212,7 +212,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         round_size(config, name, log)
     run_dir = Path(config.out_root) / "checkpoints" / config.train_save
     try:
-        run_training(config)
+        with TrainingRun(config) as run:  # claims the run folder; data, model, AdaXW; --resume / --pre_model
+            for epoch in run.epochs():
+                stats = run.train_epoch(epoch)  # one optimiser step per size rate (utils/recipe.py)
+                val = run.validate(epoch)  # MAE and maxFβ on --val_path, every --val_every epochs
+                run.end_epoch(epoch, stats, val)  # train.log, tensorboard, latest/numbered/best checkpoints
     except KeyboardInterrupt:
         saved = _last_saved(run_dir)
         log.error(
