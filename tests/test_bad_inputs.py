@@ -96,6 +96,19 @@ def test_unreadable_cache_entries_are_cache_misses(tmp_path, synthetic_train):
     assert torch.equal(again[0], image) and torch.equal(again[1], mask)
 
 
+def test_checking_the_files_fills_the_cache_once(tmp_path, synthetic_train):
+    from utils.data_check import verify_training_files
+    from utils.distributed import DistInfo
+
+    pairs = training_pairs(synthetic_train)
+    cached = TrainDataset(pairs, 64, tmp_path / "cache")
+    verify_training_files(pairs, [], tmp_path / "cache" / "verified.json", 2, DistInfo(), False, cached.prepare)
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 2 * len(pairs)  # before any epoch
+    for i in range(len(pairs)):
+        for a, b in zip(cached[i], TrainDataset(pairs, 64)[i]):
+            assert torch.equal(a, b)
+
+
 def test_a_cache_that_cannot_be_written_only_costs_speed(tmp_path, synthetic_train, monkeypatch, caplog):
     import utils.dataset
 

@@ -17,8 +17,9 @@ import os
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from tqdm import tqdm
 
@@ -63,15 +64,22 @@ def save_record(path: Path, record: Dict[str, str]) -> None:
     atomic_write_text(path, json.dumps({"version": RECORD_VERSION, "files": record}) + "\n")
 
 
-def _check(item: Tuple[Path, str]) -> Tuple[Path, str, Optional[str], Optional[str]]:
+Decoder = Callable[[Path, str], Optional[str]]
+
+
+def decode_file(path: Path, kind: str) -> Optional[str]:
+    """Decode one image or mask fully (raising if it cannot be); the mask's conversion note."""
+    if kind == "image":
+        read_rgb(path)
+        return None
+    return read_gt_mask(path)[1]
+
+
+def _check(decode: Decoder, item: Tuple[Path, str]) -> Tuple[Path, str, Optional[str], Optional[str]]:
     """(path, kind, note, error) after decoding one file."""
     path, kind = item
     try:
-        if kind == "image":
-            read_rgb(path)
-            return path, kind, None, None
-        _, note = read_gt_mask(path)
-        return path, kind, note, None
+        return path, kind, decode(path, kind), None
     except Exception as error:  # noqa: BLE001  (any decoding failure names the file)
         return path, kind, None, str(error)
 
@@ -81,8 +89,10 @@ def verify_pairs(
     record: Optional[Dict[str, str]] = None,
     threads: int = 2,
     progress: bool = False,
+    decode: Decoder = decode_file,
 ) -> Verification:
-    """Decode every image and mask of ``pairs`` not already in ``record`` (which is updated)."""
+    """Decode every image and mask of ``pairs`` not already in ``record`` (which is updated);
+    ``decode`` may do more with each file (``TrainDataset.prepare`` fills the cache)."""
     result = Verification(record=dict(record or {}))
     todo = []
     for image, mask in pairs:
@@ -100,7 +110,7 @@ def verify_pairs(
     if todo:
         with ThreadPoolExecutor(max(1, threads)) as pool:
             for path, kind, note, error in tqdm(
-                pool.map(_check, todo),
+                pool.map(partial(_check, decode), todo),
                 total=len(todo),
                 desc="checking files",
                 unit="file",
@@ -124,15 +134,21 @@ def verify_training_files(
     workers: int,
     info: DistInfo,
     progress: bool = True,
+    prepare: Decoder = decode_file,
 ) -> None:
     """Decode every training and validation file before the first step (each process
-    its share); raise one :class:`DatasetError` naming every unreadable file."""
+    its share); raise one :class:`DatasetError` naming every unreadable file. Training
+    files go through ``prepare`` (e.g. ``TrainDataset.prepare``, which fills the cache)."""
     everything = list(pairs) + list(val_pairs)
     record = load_record(record_path)
-    mine = verify_pairs(
-        everything[info.rank :: info.world_size], record, max(1, workers), progress=progress and info.is_main
-    )
-    parts = gather_objects((mine.bad, dict(mine.mask_notes), mine.record, mine.decoded), info)
+    threads, shown = max(1, workers), progress and info.is_main
+    train = verify_pairs(list(pairs)[info.rank :: info.world_size], record, threads, shown, prepare)
+    val = verify_pairs(list(val_pairs)[info.rank :: info.world_size], train.record, threads, shown)
+    notes_mine: Dict[str, List[str]] = {k: list(v) for k, v in train.mask_notes.items()}
+    for kind, files in val.mask_notes.items():
+        notes_mine.setdefault(kind, []).extend(files)
+    mine = (train.bad + val.bad, notes_mine, val.record, train.decoded + val.decoded)
+    parts = gather_objects(mine, info)
     bad = sorted(b for part in parts for b in part[0])
     notes: Dict[str, List[str]] = {}
     for part in parts:

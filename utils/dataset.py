@@ -64,21 +64,17 @@ class TrainDataset(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def _decode(self, path: Path, kind: str) -> np.ndarray:
+    def _decode(self, path: Path, kind: str) -> Tuple[np.ndarray, Optional[str]]:
+        """The file resized to trainsize, and (masks) the reader's conversion note."""
         if kind == "image":
-            return resize_8bit(read_rgb(path), self.trainsize)
-        return resize_8bit(Image.fromarray(read_gt_mask(path)[0]), self.trainsize)
+            return resize_8bit(read_rgb(path), self.trainsize), None
+        mask, note = read_gt_mask(path)
+        return resize_8bit(Image.fromarray(mask), self.trainsize), note
 
-    def _resized(self, path: Path, kind: str) -> np.ndarray:
-        if self.cache_dir is None:
-            return self._decode(path, kind)
-        entry = self.cache_dir / f"{path.stem}-{kind}-{cache_key(path, self.trainsize, kind)}.npy"
-        if entry.exists():
-            try:
-                return np.array(np.load(entry))
-            except Exception:  # noqa: BLE001  any unreadable entry (0 bytes, truncated) is a cache miss
-                pass
-        array = self._decode(path, kind)
+    def _entry(self, path: Path, kind: str) -> Path:
+        return self.cache_dir / f"{path.stem}-{kind}-{cache_key(path, self.trainsize, kind)}.npy"
+
+    def _store(self, entry: Path, array: np.ndarray) -> None:
         try:
             atomic_write(entry, lambda handle: np.save(handle, array))
         except OSError as error:  # a full or read-only disk costs speed, not the run
@@ -89,7 +85,28 @@ class TrainDataset(Dataset):
                     error.strerror or error,
                 )
                 self._cache_warned = True
+
+    def _resized(self, path: Path, kind: str) -> np.ndarray:
+        if self.cache_dir is None:
+            return self._decode(path, kind)[0]
+        entry = self._entry(path, kind)
+        if entry.exists():
+            try:
+                return np.array(np.load(entry))
+            except Exception:  # noqa: BLE001  any unreadable entry (0 bytes, truncated) is a cache miss
+                pass
+        array = self._decode(path, kind)[0]
+        self._store(entry, array)
         return array
+
+    def prepare(self, path: Path, kind: str) -> Optional[str]:
+        """Decode one file as training will (raising if it cannot be), store its cache entry
+        with ``cache_dir``, and return the mask's conversion note: the pre-training check
+        then does the first epoch's decoding once, instead of twice."""
+        array, note = self._decode(Path(path), kind)
+        if self.cache_dir is not None:
+            self._store(self._entry(Path(path), kind), array)
+        return note
 
     def __getitem__(self, index: int) -> Tuple[torch.Tensor, torch.Tensor]:
         image_path, mask_path = self.pairs[index]

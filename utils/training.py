@@ -26,7 +26,7 @@ from lib.checkpoint import atomic_copy, atomic_save, make_checkpoint
 from lib.FSANet import FSANet, checkpoint_parts
 from utils.adaxw import AdaXW
 from utils.amp import AMP_DTYPES
-from utils.data_check import verify_training_files
+from utils.data_check import decode_file, verify_training_files
 from utils.dataset import TrainDataset, make_train_loader
 from utils.devices import data_parallel_device, data_parallel_gpus, resolve_device, smallest_chunk, wrap_model
 from utils.distributed import DistInfo, barrier, cleanup, gather_objects, init_distributed
@@ -167,7 +167,9 @@ class TrainingRun:
         record = (
             Path(config.cache_dir) / "verified.json" if config.cache_dir else self.checkpoint_dir / "verified_files.json"
         )
-        verify_training_files(pairs, self.val_pairs, record, config.workers, info, progress=not config.no_progress)
+        dataset = TrainDataset(pairs, config.trainsize, config.cache_dir)
+        prepare = dataset.prepare if config.cache_dir else decode_file  # with a cache, checking fills it
+        verify_training_files(pairs, self.val_pairs, record, config.workers, info, not config.no_progress, prepare)
         if all(PolyDecay(config.epoch, config.power)(i) == 0 for i in range(start.epoch, config.epoch)):
             log.warning(
                 "every epoch of this run has learning rate 0: the authors' poly schedule reaches 0 at its "
@@ -175,7 +177,7 @@ class TrainingRun:
                 config.epoch,
             )
         self._build_model_and_optimiser()
-        self._build_loader(pairs, per_process)
+        self._build_loader(dataset, per_process)
         if info.is_main:
             from tensorboardX import SummaryWriter
 
@@ -228,9 +230,8 @@ class TrainingRun:
             channels_last=config.channels_last,
         )
 
-    def _build_loader(self, pairs: list, per_process: int) -> None:
+    def _build_loader(self, dataset: TrainDataset, per_process: int) -> None:
         config, info = self.config, self.info
-        dataset = TrainDataset(pairs, config.trainsize, config.cache_dir)
         self.loader, self.sampler, self.generator = make_train_loader(
             dataset, per_process, config.workers, config.seed, info, self.device, len(self.dp_gpus), config.train_path
         )
