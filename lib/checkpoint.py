@@ -30,6 +30,7 @@ from lib.keymap import (
     pvt_v2_to_timm,
     strip_module_prefix,
 )
+from lib.safetensors_file import is_safetensors, read_safetensors
 from utils.fileio import atomic_write, temporary_name
 
 PathLike = Union[str, os.PathLike]
@@ -66,10 +67,11 @@ def _prefixes(keys: List[str]) -> str:
 
 
 def read_checkpoint(path: PathLike) -> Any:
-    """``torch.load(path, map_location="cpu", weights_only=True)`` with clear errors."""
+    """``torch.load(path, map_location="cpu", weights_only=True)`` with clear errors;
+    ``.safetensors`` files through :func:`lib.safetensors_file.read_safetensors`."""
     path = Path(path)
     if path.is_dir():
-        files = sorted(p.name for p in path.glob("*.pth"))
+        files = sorted(p.name for p in [*path.glob("*.pth"), *path.glob("*.safetensors")])
         hint = f"checkpoints in it: {', '.join(files[:8])}" if files else "it holds no .pth file"
         raise CheckpointError(
             f"{path}: a folder, not a checkpoint file; give a file, e.g. {path / 'best.pth'} "
@@ -77,6 +79,8 @@ def read_checkpoint(path: PathLike) -> Any:
         )
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file; check the path (pretrained files go in models/)")
+    if is_safetensors(path):
+        return read_safetensors(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:

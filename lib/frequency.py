@@ -10,6 +10,15 @@ from torch import nn
 from models.backbones import build_frequency_encoder
 
 
+def _rolled_offsets(size: int, device: torch.device) -> torch.Tensor:
+    """Offset from the spectrum's centre ``(size - 1) / 2`` of each ``fft2`` frequency after
+    the authors' roll by ``size // 2``: index ``i`` sits at ``(i + size//2) mod size``
+    (written with ``where``, as a symbolic ``mod`` does not export to ONNX)."""
+    index = torch.arange(size, device=device) + size // 2
+    index = torch.where(index >= size, index - size, index)
+    return index.to(torch.float32) - (size - 1) / 2
+
+
 class HighPassFilter(nn.Module):
     """Ideal circular high-pass filter in the Fourier domain (the MF module's input).
 
@@ -28,21 +37,24 @@ class HighPassFilter(nn.Module):
         self.radius = nn.Parameter(torch.tensor([float(radius)]))
 
     def pass_mask(self, height: int, width: int, device: torch.device) -> torch.Tensor:
-        """H×W float mask, 1 where a frequency passes (in the rolled spectrum's frame)."""
-        rows = torch.arange(height, device=device, dtype=torch.float32) - (height - 1) / 2
-        cols = torch.arange(width, device=device, dtype=torch.float32) - (width - 1) / 2
+        """H×W float mask, 1 where a frequency passes, in the unrolled ``fft2`` frame.
+
+        The authors roll the B×C×H×W spectrum by (H//2, W//2), mask it and never roll
+        back. A roll of the spectrum only multiplies the image by a unit-modulus phase,
+        which the magnitude in :meth:`forward` removes, so masking the unrolled spectrum
+        with the mask rolled the other way is the same map without copying the spectrum.
+        The rolled mask is indexed directly (frequency ``i`` sits at rolled row
+        ``(i + H//2) mod H``), with no ``torch.roll``, which ONNX export cannot take for
+        a symbolic size (``python -m lib.export --dynamic``).
+        """
+        rows, cols = _rolled_offsets(height, device), _rolled_offsets(width, device)
         dist = torch.sqrt(rows[:, None] ** 2 + cols[None, :] ** 2)
         return (dist > self.radius.to(torch.float32)).to(torch.float32)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
         spectrum = torch.fft.fft2(x.float())
-        # The authors roll the B×C×H×W spectrum, mask it and never roll back. A roll
-        # of the spectrum only multiplies the image by a unit-modulus phase, which the
-        # magnitude below removes, so rolling the H×W mask the other way instead is the
-        # same map without copying the spectrum.
-        mask = torch.roll(self.pass_mask(height, width, x.device), (-(height // 2), -(width // 2)), (0, 1))
-        image = torch.fft.ifft2(spectrum * mask).abs()
+        image = torch.fft.ifft2(spectrum * self.pass_mask(height, width, x.device)).abs()
         return image.mean(dim=1, keepdim=True).to(x.dtype)
 
 

@@ -71,6 +71,11 @@ def prepare_model(config: TrainConfig) -> Tuple[FSANet, StartState]:
             path = path / "latest.pth"
         obj = read_checkpoint(path)
         layout, _, meta = detect_layout(obj, path)
+        if obj.get("weights_only"):
+            raise CheckpointError(
+                f"{path}: a weights-only file (no optimiser, LR or RNG state), so there is nothing to resume; "
+                "--resume needs latest.pth of a train.py run; to start from these weights use --pre_model"
+            )
         if layout != "project":
             raise CheckpointError(
                 f"{path}: --resume needs a checkpoint written by this train.py (found a {layout} file); "
