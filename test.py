@@ -3,6 +3,7 @@
     python test.py --pth_path models/FSANet-100.pth                      # DIS-VD, DIS-TE1..4
     python test.py --pth_path CKPT --test_path DIS5K --sets DIS-TE1      # DIS5K's own layout
     python test.py --pth_path CKPT --input photos/ --save_path results/photos
+    python test.py --onnx fsanet.onnx --testsize 992                     # onnxruntime, same maps
 
 Maps go to <save_path>/<set>/<stem>.png (with --input: <save_path>/<stem>.png),
 each at its mask's size (with --input: at its image's size).
@@ -16,6 +17,7 @@ import sys
 from typing import Optional, Sequence
 
 from lib.checkpoint import CheckpointError
+from lib.export import ExportError
 from utils.amp import AMP_DTYPES
 from utils.cli import EXIT_INTERRUPTED, EXIT_REFUSED, HelpFormatter, non_negative_int, positive_int, round_size
 from utils.fileio import OutputError
@@ -27,8 +29,15 @@ log = logging.getLogger("fsanet.test")
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    p.add_argument(
-        "--pth_path", required=True, help="FSANet weights: the authors' FSANet-100.pth or a checkpoint of train.py"
+    model = p.add_mutually_exclusive_group(required=True)
+    model.add_argument(
+        "--pth_path",
+        help="FSANet weights: the authors' FSANet-100.pth, a checkpoint of train.py or a .safetensors file",
+    )
+    model.add_argument(
+        "--onnx",
+        default=None,
+        help="an exported model (python -m lib.export) to run with onnxruntime instead; needs pip install -e .[export]",
     )
     p.add_argument(
         "--testsize", type=positive_int, default=992, help="input side (the authors' 992; rounded to a multiple of 32)"
@@ -72,6 +81,7 @@ def run_test(args: argparse.Namespace) -> PredictReport:
         args.amp,
         args.channels_last,
         progress=not args.no_progress,
+        onnx=args.onnx,
     )
 
 
@@ -83,7 +93,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         log.error("interrupted; the maps written so far are complete (each is written whole or not at all)")
         return EXIT_INTERRUPTED
-    except (DatasetError, CheckpointError, OutputError, ValueError) as error:
+    except (DatasetError, CheckpointError, OutputError, ExportError, ValueError) as error:
         log.error("%s", error)
         return EXIT_REFUSED
     except OSError as error:  # a full disk, a folder that became unwritable

@@ -18,6 +18,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
@@ -192,6 +193,69 @@ def write_png(array: np.ndarray, path: Path) -> None:
     atomic_write_bytes(path, encoded.tobytes())
 
 
+def predict_logits(
+    model: nn.Module,
+    batch: torch.Tensor,
+    device: torch.device,
+    amp_dtype: Optional[torch.dtype] = None,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """P1 logits of a preprocessed batch: test.py's forward pass (also the web app's)."""
+    batch = batch.to(device, non_blocking=True)
+    if channels_last:
+        batch = batch.contiguous(memory_format=torch.channels_last)
+    with autocast(device.type, amp_dtype):
+        return model(batch)[0]
+
+
+@torch.inference_mode()
+def predict_image(
+    model: nn.Module,
+    image: Image.Image,
+    testsize: int = 992,
+    device: Optional[torch.device] = None,
+    amp_dtype: Optional[torch.dtype] = None,
+    size_hw: Optional[Tuple[int, int]] = None,
+) -> np.ndarray:
+    """One RGB image → its test.py map (H×W uint8, at ``size_hw`` or the image's size)."""
+    logits = predict_logits(model, preprocess(image, testsize), device or torch.device("cpu"), amp_dtype)
+    return postprocess(logits[0], size_hw or (image.height, image.width))
+
+
+def load_predictor(
+    pth_path: Optional[PathLike] = None,
+    onnx: Optional[PathLike] = None,
+    device: Optional[torch.device] = None,
+    amp: str = "none",
+    channels_last: bool = False,
+    testsize: int = 992,
+    batch_size: int = 1,
+) -> nn.Module:
+    """The model test.py and the web app predict with: FSANet from weights (``pth_path``,
+    any layout or ``.safetensors``) on ``device``, or an exported ``onnx`` file run by
+    onnxruntime (:class:`utils.onnx_model.OnnxFSANet`), checked against ``testsize``."""
+    device = device or torch.device("cpu")
+    if (pth_path is None) == (onnx is None):
+        raise ValueError("give FSANet weights (--pth_path) or an exported model (--onnx), one of the two")
+    if onnx is not None:
+        from utils.onnx_model import OnnxFSANet
+
+        if amp != "none" or channels_last:
+            raise ValueError(
+                "--amp and --channels_last apply to PyTorch; an ONNX file runs in the precision it was exported in"
+            )
+        model = OnnxFSANet(onnx, device.type)
+        model.check_input(testsize, batch_size)
+        log.info("%s: onnxruntime, input %s", onnx, model.input_shape)
+        return model
+    model, loaded = build_from_checkpoint(pth_path)
+    log.info("%s", loaded)
+    model.to(device).eval()
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
 @torch.inference_mode()
 def predict_jobs(
     model: nn.Module,
@@ -225,11 +289,7 @@ def predict_jobs(
                 log.warning("skipped %s: %s", jobs[int(indices[i])].image, error)
         if not keep:
             continue
-        batch = images[keep].to(device, non_blocking=True)
-        if channels_last:
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        with autocast(device.type, amp_dtype):
-            logits = model(batch)[0]
+        logits = predict_logits(model, images[keep], device, amp_dtype, channels_last)
         for row, i in enumerate(keep):
             job = jobs[int(indices[i])]
             write_png(postprocess(logits[row], (int(heights[i]), int(widths[i]))), job.output)
@@ -238,7 +298,7 @@ def predict_jobs(
 
 
 def run_prediction(
-    pth_path: PathLike,
+    pth_path: Optional[PathLike],
     save_path: PathLike,
     test_path: PathLike = "./data/TestDataset",
     sets: Optional[Sequence[str]] = None,
@@ -250,11 +310,14 @@ def run_prediction(
     amp: str = "none",
     channels_last: bool = False,
     progress: bool = True,
+    onnx: Optional[PathLike] = None,
 ) -> PredictReport:
     """test.py's job: load the model once, predict every set under ``test_path`` (or the
     images of ``input``), write the maps under ``save_path``; returns what was written.
-    Inputs, masks and output folders are checked before the model is loaded."""
-    device = resolve_device(device)
+    Inputs, masks and output folders are checked before the model is loaded.
+    ``onnx`` (instead of ``pth_path``): an exported model, run by onnxruntime."""
+    # onnxruntime runs on the CPU unless --device names a GPU (it needs onnxruntime-gpu then)
+    device = torch.device("cpu") if onnx is not None and device is None else resolve_device(device)
     report = PredictReport()
     save_path = Path(save_path)
     if input:
@@ -276,11 +339,9 @@ def run_prediction(
         )
     for folder in sorted({job.output.parent for _, jobs in work for job in jobs}):
         check_writable(folder, "--save_path")
-    model, loaded = build_from_checkpoint(pth_path)
-    log.info("%s", loaded)
-    model.to(device).eval()
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+    model = load_predictor(pth_path, onnx, device, amp, channels_last, testsize, batch_size)
+    if onnx is not None:
+        device = torch.device("cpu")  # onnxruntime takes the batch from host memory
     for name, jobs in work:
         before = len(report.written)
         predict_jobs(
@@ -315,7 +376,10 @@ __all__ = [
     "find_test_sets",
     "input_jobs",
     "list_images",
+    "load_predictor",
+    "predict_image",
     "predict_jobs",
+    "predict_logits",
     "refuse_writing_into",
     "run_prediction",
     "set_jobs",

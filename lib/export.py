@@ -1,0 +1,284 @@
+"""Export FSANet to ONNX, frequency branch included, and check it with onnxruntime.
+
+    python -m lib.export --pth_path models/FSANet-100.pth --out fsanet.onnx              # 992×992
+    python -m lib.export --pth_path models/FSANet-100.pth --out fsanet.onnx --size 512 512
+    python -m lib.export --pth_path models/FSANet-100.pth --out fsanet.onnx --dynamic    # any H, W, batch
+
+The graph maps a B×3×H×W ImageNet-normalised batch (input ``image``) to the P1
+logits B×1×H×W (output ``logits``), before the sigmoid; test.py's pre- and
+post-processing stay outside (``test.py --onnx``). In torch 2.14 only the
+``torch.export``-based exporter (``dynamo=True``) takes ``torch.fft.fft2``/``ifft2``
+and the complex magnitude (ONNX ``DFT``, opset 20); the TorchScript exporter stops at
+``aten::fft_fft2``. After writing, the file is run with onnxruntime and its map
+compared with PyTorch's: within 1 grey level, or the command fails (weights that make
+the map chaotic at a few pixels get a looser rule: :class:`MapAgreement`).
+
+Needs the ``export`` extra: ``pip install -e .[export]`` (onnx, onnxscript, onnxruntime).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from lib.checkpoint import CheckpointError, build_from_checkpoint
+from lib.configs import CONFIGS, get_config
+from lib.FSANet import INPUT_MULTIPLE, build_fsanet
+
+PathLike = Union[str, os.PathLike]
+log = logging.getLogger("fsanet.export")
+
+#: ONNX opset: 20 has the DFT form the exporter writes for torch.fft.
+OPSET = 20
+INPUT_NAME, OUTPUT_NAME = "image", "logits"
+#: largest multiple of 32 (per side) a --dynamic file is exported for
+MAX_DYNAMIC_SIDE = 4096
+EXTRA_HINT = "pip install -e .[export]  (onnx, onnxscript, onnxruntime)"
+
+
+class ExportError(RuntimeError):
+    """An export that failed or did not verify; the message says what to do."""
+
+
+def require_export_extra(*modules: str) -> None:
+    """Raise an :class:`ExportError` naming the extra when an optional package is missing."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ExportError(f"{', '.join(missing)} not installed; ONNX export and --onnx need: {EXTRA_HINT}")
+
+
+#: output names of an ``all_outputs`` export, FSANetOutput's fields
+ALL_OUTPUT_NAMES = ("logits", "p2", "p3", "p4", "frequency_map")
+
+
+class PredictionLogits(nn.Module):
+    """FSANet reduced to what a deployment needs: the P1 logits (the prediction);
+    with ``all_outputs`` every FSANet output (to compare the parts of a model)."""
+
+    def __init__(self, model: nn.Module, all_outputs: bool = False) -> None:
+        super().__init__()
+        self.model, self.all_outputs = model, all_outputs
+
+    def forward(self, image: torch.Tensor):
+        outputs = self.model(image)
+        return tuple(outputs) if self.all_outputs else outputs[0]
+
+
+def export_onnx(
+    model: nn.Module,
+    out: PathLike,
+    size: Tuple[int, int] = (992, 992),
+    dynamic: bool = False,
+    opset: int = OPSET,
+    all_outputs: bool = False,
+) -> Path:
+    """Write ``model`` (an FSANet, eval mode) as ONNX to ``out``, atomically.
+
+    ``size`` is the input's H×W (multiples of 32): the fixed size, or with ``dynamic``
+    the example traced (then H, W and the batch are free; H and W must stay multiples of 32).
+    ``all_outputs`` also exports P2–P4 and the frequency map (:data:`ALL_OUTPUT_NAMES`).
+    """
+    require_export_extra("onnx", "onnxscript")
+    from torch.export import Dim
+
+    from utils.fileio import temporary_name
+
+    height, width = (int(s) for s in size)
+    if height % INPUT_MULTIPLE or width % INPUT_MULTIPLE:
+        raise ValueError(f"--size {height} {width}: FSANet needs multiples of {INPUT_MULTIPLE}")
+    wrapper = PredictionLogits(model.eval(), all_outputs).eval()
+    example = torch.randn(2 if dynamic else 1, 3, height, width)  # batch 1 would be fixed to 1
+    shapes = None
+    if dynamic:
+        most = MAX_DYNAMIC_SIDE // INPUT_MULTIPLE
+        rows, cols = Dim("rows", min=1, max=most), Dim("cols", min=1, max=most)
+        shapes = {"image": {0: Dim("batch", min=1, max=256), 2: INPUT_MULTIPLE * rows, 3: INPUT_MULTIPLE * cols}}
+    with torch.no_grad():
+        program = torch.onnx.export(
+            wrapper,
+            (example,),
+            dynamo=True,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=list(ALL_OUTPUT_NAMES) if all_outputs else [OUTPUT_NAME],
+            dynamic_shapes=shapes,
+            verbose=False,
+        )
+    config = dict(getattr(model, "config", {}))
+    program.model.metadata_props.update(
+        {
+            "fsanet_config": json.dumps(config, sort_keys=True),
+            "input": "B×3×H×W RGB resized to the test size, /255, ImageNet mean/std normalised",
+            "output": "B×1×H×W P1 logits: sigmoid, then min-max per image, ×255 (test.py)",
+            "input_size": "dynamic" if dynamic else f"{height}x{width}",
+        }
+    )
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_name(out)
+    try:
+        program.save(str(tmp))
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return out
+
+
+@dataclass
+class MapAgreement:
+    """How the onnxruntime map of one image agrees with PyTorch's (8-bit test.py maps)."""
+
+    size: Tuple[int, int]
+    max_difference: int  # grey levels
+    beyond_one: int  # pixels more than 1 grey level apart
+    pixels: int
+    #: pixels where PyTorch's own map moves by more than 1 grey level when the input is
+    #: scaled by (1 + 1e-6): > 0 means the weights make the map numerically chaotic
+    self_beyond_one: int
+
+    @property
+    def ok(self) -> bool:
+        """Within 1 grey level everywhere; or, for weights whose map PyTorch itself cannot
+        reproduce under a 1e-6 input change (a saturated SFF gate, README "ONNX export"),
+        beyond 1 grey level at no more than twice the pixels where PyTorch's own map moves,
+        plus 0.1% of the image."""
+        if self.max_difference <= 1:
+            return True
+        return self.self_beyond_one > 0 and self.beyond_one <= 2 * self.self_beyond_one + 1e-3 * self.pixels
+
+    def __str__(self) -> str:
+        text = f"{self.size[0]}×{self.size[1]}: max {self.max_difference} grey levels"
+        if self.max_difference > 1:
+            text += (
+                f", {self.beyond_one} of {self.pixels} pixels beyond 1 (PyTorch against itself under a "
+                f"1e-6 input change: {self.self_beyond_one})"
+            )
+        return text
+
+
+def verify_onnx(
+    onnx_path: PathLike, model: nn.Module, sizes: Sequence[Tuple[int, int]], seed: int = 0
+) -> List[MapAgreement]:
+    """Run the ONNX file and ``model`` on the same image at each (H, W) and compare the
+    test.py maps (sigmoid, min-max, 8 bits) they give.
+
+    The input is a synthetic DIS-like image (``utils.synthetic``), not noise, so the maps
+    span the grey range the way real predictions do.
+    """
+    from utils.inference import postprocess
+    from utils.onnx_model import OnnxFSANet
+    from utils.synthetic import make_sample
+
+    runner = OnnxFSANet(onnx_path)
+    result = []
+    for height, width in sizes:
+        image, _ = make_sample(np.random.default_rng(seed), width, height)
+        batch = _to_batch(image, height, width)
+        with torch.no_grad():
+            eager, nudged = (model.eval()(b)[0] for b in (batch, batch * (1 + 1e-6)))
+        exported = runner(batch)[0]
+        maps = [postprocess(logits[0], (height, width)).astype(np.int16) for logits in (eager, exported, nudged)]
+        difference, self_difference = np.abs(maps[1] - maps[0]), np.abs(maps[2] - maps[0])
+        result.append(
+            MapAgreement(
+                (height, width),
+                int(difference.max()),
+                int((difference > 1).sum()),
+                difference.size,
+                int((self_difference > 1).sum()),
+            )
+        )
+    return result
+
+
+def _to_batch(image: np.ndarray, height: int, width: int) -> torch.Tensor:
+    """test.py's preprocessing (utils.inference.preprocess) at an H×W that need not be square."""
+    import torchvision.transforms.functional as TF
+    from PIL import Image
+    from torchvision.transforms import InterpolationMode
+
+    from utils.transforms import image_to_tensor
+
+    resized = TF.resize(Image.fromarray(image), [height, width], InterpolationMode.BILINEAR)
+    return image_to_tensor(np.array(resized, dtype=np.uint8)).unsqueeze(0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from utils.cli import HelpFormatter
+
+    p = argparse.ArgumentParser(prog="python -m lib.export", description=__doc__, formatter_class=HelpFormatter)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--pth_path", help="FSANet weights (.pth in any layout the loader takes, or .safetensors)")
+    source.add_argument(
+        "--random_init",
+        choices=sorted(CONFIGS),
+        help="export a freshly initialised model of this configuration instead (for trying the pipeline)",
+    )
+    p.add_argument("--out", required=True, help="the .onnx file to write")
+    p.add_argument("--size", nargs=2, type=int, default=[992, 992], metavar=("H", "W"), help="input size")
+    p.add_argument("--dynamic", action="store_true", help="free batch, H and W (multiples of 32); --size is the trace")
+    p.add_argument("--opset", type=int, default=OPSET, help="ONNX opset (20 or newer for torch.fft)")
+    p.add_argument(
+        "--verify_sizes",
+        nargs="+",
+        type=int,
+        default=None,
+        metavar="S",
+        help="square sizes to compare onnxruntime with PyTorch at (default: the export size; "
+        "with --dynamic also 512); 0 skips the check",
+    )
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("onnxscript").setLevel(logging.WARNING)  # one line per graph rewrite otherwise
+    try:
+        require_export_extra("onnx", "onnxscript", "onnxruntime")
+        if args.pth_path:
+            model, report = build_from_checkpoint(args.pth_path)
+            log.info("%s", report)
+        else:
+            torch.manual_seed(0)
+            model = build_fsanet(get_config(args.random_init)).eval()
+            log.warning("exporting a freshly initialised %s (random weights): its maps mean nothing", args.random_init)
+        size = tuple(args.size)
+        out = export_onnx(model, args.out, size, args.dynamic, args.opset)
+        log.info("wrote %s (%.1f MiB, input %s)", out, out.stat().st_size / 2**20, "dynamic" if args.dynamic else size)
+        sizes = [tuple(size)] if size[0] == size[1] else []
+        if args.verify_sizes is not None:
+            sizes = [(s, s) for s in args.verify_sizes if s > 0]
+        elif args.dynamic and (512, 512) not in sizes:
+            sizes.append((512, 512))
+        if sizes:
+            agreements = verify_onnx(out, model, sizes)
+            log.info("onnxruntime vs PyTorch maps: %s", "; ".join(map(str, agreements)))
+            if not all(a.ok for a in agreements):
+                raise ExportError(f"{out}: its maps differ from PyTorch's by more than 1 grey level; do not use it")
+            if any(a.max_difference > 1 for a in agreements):
+                log.warning(
+                    "these weights make FSANet's map numerically chaotic at a few pixels (PyTorch's own map "
+                    "moves there under a 1e-6 change of the input); the export agrees elsewhere"
+                )
+    except (CheckpointError, ExportError, ValueError, OSError) as error:
+        log.error("%s", error)
+        return 2 if not isinstance(error, ExportError) or "not installed" in str(error) else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
