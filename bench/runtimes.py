@@ -49,7 +49,7 @@ def build_runtimes(model: torch.nn.Module, names: Sequence[str], size: int, onnx
             forwards[name] = lambda x: model(x)[0]
         elif name == "compile":
             compiled = torch.compile(model)
-            forwards[name] = lambda x: compiled(x)[0]
+            forwards[name] = lambda x, compiled=compiled: compiled(x)[0]
         elif name == "onnxruntime":
             from lib.export import export_onnx
             from utils.onnx_model import OnnxFSANet
@@ -58,7 +58,7 @@ def build_runtimes(model: torch.nn.Module, names: Sequence[str], size: int, onnx
                 onnx_path = str(Path(tempfile.mkdtemp(prefix="fsanet-bench-")) / f"fsanet_{size}.onnx")
                 export_onnx(model, onnx_path, size=(size, size))
             runner = OnnxFSANet(onnx_path, threads=torch.get_num_threads())
-            forwards[name] = lambda x: runner(x)[0]
+            forwards[name] = lambda x, runner=runner: runner(x)[0]
     return forwards
 
 
