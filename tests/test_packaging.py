@@ -23,6 +23,22 @@ def test_pyproject_dependencies_are_requirements_txt():
     assert not any(line.startswith("opencv-python==") or line == "opencv-python" for line in lines)
 
 
+def test_optional_features_stay_out_of_the_quick_start():
+    """gradio, ONNX and the browser driver are extras; the README's install does not pull them."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    base = " ".join(_requirement_lines((ROOT / "requirements.txt").read_text()))
+    extras = project["optional-dependencies"]
+    for extra, packages in (
+        ("app", ["gradio"]),
+        ("export", ["onnx", "onnxruntime", "onnxscript"]),
+        ("browser", ["playwright"]),
+    ):
+        names = [re.split(r"[<>=\[]", spec)[0] for spec in extras[extra]]
+        for package in packages:
+            assert package in names, (extra, package)
+            assert not re.search(rf"(^|\s){package}([<>=\s]|$)", base), f"{package} is in requirements.txt"
+
+
 def test_no_import_path_hacks_outside_tests():
     offenders = [
         str(path.relative_to(ROOT))

@@ -1,0 +1,96 @@
+"""A web page to try FSANet on your own photos (gradio; needs ``pip install -e .[app]``).
+
+    python app.py --pth_path models/FSANet-100.pth            # http://127.0.0.1:7860
+    python app.py                                             # random weights, to try the page
+    python app.py --onnx fsanet.onnx --testsize 992           # an exported model, onnxruntime
+
+Upload or drop photos; each gets the prediction map (what test.py writes), a cut-out
+on a transparent background and an overlay, side by side and downloadable, with a
+threshold slider for the binary mask. Runs are queued: one model run at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Optional, Sequence
+
+import torch
+
+from lib.checkpoint import CheckpointError
+from lib.configs import CONFIGS, get_config
+from lib.export import ExportError
+from lib.FSANet import build_fsanet
+from utils.amp import AMP_DTYPES
+from utils.cli import EXIT_REFUSED, HelpFormatter, positive_int, round_size
+from utils.devices import resolve_device
+from utils.predict import load_predictor
+from utils.webapp import MAX_PIXELS, Segmenter, build_app, require_app_extra
+
+log = logging.getLogger("fsanet.app")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    model = p.add_mutually_exclusive_group()
+    model.add_argument("--pth_path", help="FSANet weights (.pth in any layout test.py takes, or .safetensors)")
+    model.add_argument("--onnx", help="an exported model (python -m lib.export), run with onnxruntime")
+    p.add_argument(
+        "--config",
+        choices=sorted(CONFIGS),
+        default="fsanet",
+        help="architecture of the random-weights model (without --pth_path/--onnx only)",
+    )
+    p.add_argument("--testsize", type=positive_int, default=992, help="input side (test.py's; multiple of 32)")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--amp", choices=sorted(AMP_DTYPES), default="none", help="mixed precision (PyTorch models)")
+    p.add_argument("--threshold", type=int, default=128, help="initial mask threshold, 0–254")
+    p.add_argument("--max_pixels", type=positive_int, default=MAX_PIXELS, help="larger uploads are refused")
+    p.add_argument("--max_file_size", default="200mb", help="largest upload gradio accepts")
+    p.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
+    p.add_argument("--port", type=int, default=7860)
+    return p
+
+
+def make_segmenter(args: argparse.Namespace) -> Segmenter:
+    """The model of ``args`` (weights, an ONNX file, or random weights) behind test.py's prediction."""
+    round_size(args, "testsize", log)
+    device = torch.device("cpu") if args.onnx and args.device is None else resolve_device(args.device)
+    random_weights = not (args.pth_path or args.onnx)
+    if random_weights:
+        torch.manual_seed(0)
+        model = build_fsanet(get_config(args.config)).to(device).eval()
+        log.warning("no --pth_path: serving a randomly initialised %s; the page says so", args.config)
+        source = f"random {args.config}"
+    else:
+        model = load_predictor(args.pth_path, args.onnx, device, args.amp, False, args.testsize, 1)
+        source = args.pth_path or args.onnx
+        if args.onnx:
+            device = torch.device("cpu")
+    description = f"Model: `{source}` · input {args.testsize}×{args.testsize} · {device}"
+    return Segmenter(model, args.testsize, device, AMP_DTYPES[args.amp], random_weights, args.max_pixels, description)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's own health checks, one line each
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home (and none possible offline)
+    try:
+        require_app_extra()
+        if not 0 <= args.threshold <= 254:
+            raise ValueError(f"--threshold {args.threshold}: choose 0–254")
+        segmenter = make_segmenter(args)
+    except (ImportError, CheckpointError, ExportError, ValueError) as error:
+        log.error("%s", error)
+        return EXIT_REFUSED
+    demo = build_app(segmenter, threshold=args.threshold)
+    log.info("serving on http://%s:%d (Ctrl-C stops)", args.host, args.port)
+    demo.launch(server_name=args.host, server_port=args.port, max_file_size=args.max_file_size, show_error=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
