@@ -171,3 +171,21 @@ def test_page_in_headless_chromium(small_model, uploads, tmp_path):
         server.terminate()
         server.wait(timeout=30)
         log.close()
+
+
+def test_random_weights_page_says_so_and_a_missing_extra_is_named(monkeypatch):
+    pytest.importorskip("gradio", reason="the app extra is not installed: pip install -e .[app]")
+    import importlib.util
+
+    from utils.webapp import RANDOM_BANNER, build_app, require_app_extra
+
+    model = build_fsanet(get_config("fsanet_small")).eval()
+    random_page = str(build_app(Segmenter(model, 64, random_weights=True)).config)
+    trained_page = str(build_app(Segmenter(model, 64, random_weights=False)).config)
+    assert "Random weights." in RANDOM_BANNER and RANDOM_BANNER in random_page
+    assert RANDOM_BANNER not in trained_page
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gradio" else real_find_spec(name, *a))
+    with pytest.raises(ImportError, match=r"pip install -e \.\[app\]"):
+        require_app_extra()

@@ -219,7 +219,13 @@ def build_app(segmenter: Segmenter, root: Optional[Path] = None, threshold: int 
                 )
             }
         gallery = gr.Gallery(
-            label="All cut-outs", columns=6, height=220, preview=False, object_fit="contain", elem_id="gallery"
+            label="All cut-outs",
+            columns=6,
+            height=220,
+            allow_preview=False,
+            object_fit="contain",
+            fit_columns=False,
+            elem_id="gallery",
         )
         downloads = gr.File(label="Downloads", file_count="multiple", elem_id="downloads", interactive=False)
         state = gr.State(None)
