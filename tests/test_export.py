@@ -113,3 +113,20 @@ def test_a_file_that_is_not_onnx_gets_one_error(tmp_path):
     bad.write_bytes(b"not a model")
     with pytest.raises(ExportError, match="fsanet.onnx: onnxruntime cannot load it"):
         OnnxFSANet(bad)
+
+
+def test_export_cli_writes_a_verified_file_and_refuses_bad_sizes(tmp_path, caplog):
+    import logging
+
+    from lib.export import main as export_main
+
+    caplog.set_level(logging.INFO, logger="fsanet.export")
+    out = tmp_path / "small.onnx"
+    assert export_main(["--random_init", "fsanet_small", "--out", str(out), "--size", "64", "96"]) == 0
+    assert OnnxFSANet(out).fixed_size() == (64, 96)
+    assert "64×96: max" in caplog.text  # verified at the non-square export size
+    bad = tmp_path / "bad.onnx"
+    assert export_main(["--random_init", "fsanet_small", "--out", str(bad), "--size", "60", "64"]) == 2
+    assert export_main(["--random_init", "fsanet_small", "--out", str(bad), "--verify_sizes", "128"]) == 2
+    assert "a fixed-size export runs at 992×992 only" in caplog.text
+    assert not bad.exists()

@@ -94,6 +94,18 @@ def test_high_pass_matches_the_spec_formula():
     assert not torch.allclose(HighPassFilter(radius + 10)(x), expected, atol=1e-3)
 
 
+@pytest.mark.parametrize("height,width", [(40, 56), (33, 17), (1, 5), (96, 160)])
+def test_pass_mask_is_the_rolled_centred_disc_exactly(height, width):
+    """The mask is indexed in the rolled frame (exportable); it must be, bit for bit, the
+    centred disc rolled back by (H//2, W//2), at odd and even sizes."""
+    radius = 7.3
+    rows = torch.arange(height, dtype=torch.float32) - (height - 1) / 2
+    cols = torch.arange(width, dtype=torch.float32) - (width - 1) / 2
+    centred = (torch.sqrt(rows[:, None] ** 2 + cols[None, :] ** 2) > radius).float()
+    expected = torch.roll(centred, (-(height // 2), -(width // 2)), (0, 1))
+    assert torch.equal(HighPassFilter(radius).pass_mask(height, width, torch.device("cpu")), expected)
+
+
 def test_paper_modules_are_where_the_readme_says():
     """The README's table of paper modules names classes and files: each class is in that file
     and is what FSANet actually uses for that part of the paper."""
