@@ -57,18 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
 def make_segmenter(args: argparse.Namespace) -> Segmenter:
     """The model of ``args`` (weights, an ONNX file, or random weights) behind test.py's prediction."""
     round_size(args, "testsize", log)
-    device = torch.device("cpu") if args.onnx and args.device is None else resolve_device(args.device)
     random_weights = not (args.pth_path or args.onnx)
     if random_weights:
+        device = resolve_device(args.device)
         torch.manual_seed(0)
         model = build_fsanet(get_config(args.config)).to(device).eval()
         log.warning("no --pth_path: serving a randomly initialised %s; the page says so", args.config)
         source = f"random {args.config}"
     else:
-        model = load_predictor(args.pth_path, args.onnx, device, args.amp, False, args.testsize, 1)
+        model, device = load_predictor(args.pth_path, args.onnx, args.device, args.amp, False, args.testsize, 1)
         source = args.pth_path or args.onnx
-        if args.onnx:
-            device = torch.device("cpu")
     description = f"Model: `{source}` · input {args.testsize}×{args.testsize} · {device}"
     return Segmenter(model, args.testsize, device, AMP_DTYPES[args.amp], random_weights, args.max_pixels, description)
 

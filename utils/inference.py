@@ -8,7 +8,7 @@ normalisation. Post: P1 logits → bilinear to the mask's size
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Tuple, Union
 
 import numpy as np
 import torch
@@ -18,8 +18,8 @@ from PIL import Image
 from utils.transforms import image_to_tensor, resize_8bit
 
 
-def preprocess(image: Image.Image, size: int) -> torch.Tensor:
-    """A Pillow RGB image as a 1×3×size×size normalised batch."""
+def preprocess(image: Image.Image, size: Union[int, Tuple[int, int]]) -> torch.Tensor:
+    """A Pillow RGB image as a 1×3×size×size (or 1×3×H×W) normalised batch."""
     return image_to_tensor(resize_8bit(image, size)).unsqueeze(0)
 
 

@@ -225,16 +225,17 @@ def predict_image(
 def load_predictor(
     pth_path: Optional[PathLike] = None,
     onnx: Optional[PathLike] = None,
-    device: Optional[torch.device] = None,
+    device: Optional[str] = None,
     amp: str = "none",
     channels_last: bool = False,
     testsize: int = 992,
     batch_size: int = 1,
-) -> nn.Module:
-    """The model test.py and the web app predict with: FSANet from weights (``pth_path``,
-    any layout or ``.safetensors``) on ``device``, or an exported ``onnx`` file run by
-    onnxruntime (:class:`utils.onnx_model.OnnxFSANet`), checked against ``testsize``."""
-    device = device or torch.device("cpu")
+) -> Tuple[nn.Module, torch.device]:
+    """The model test.py and the web app predict with, and the device its input goes to:
+    FSANet from weights (``pth_path``, any layout or ``.safetensors``) on ``device``
+    (default: cuda when available), or an exported ``onnx`` file run by onnxruntime
+    (:class:`utils.onnx_model.OnnxFSANet`; on the CPU unless ``device`` names a GPU, its
+    input always from host memory), checked against ``testsize``."""
     if (pth_path is None) == (onnx is None):
         raise ValueError("give FSANet weights (--pth_path) or an exported model (--onnx), one of the two")
     if onnx is not None:
@@ -244,16 +245,17 @@ def load_predictor(
             raise ValueError(
                 "--amp and --channels_last apply to PyTorch; an ONNX file runs in the precision it was exported in"
             )
-        model = OnnxFSANet(onnx, device.type)
+        model = OnnxFSANet(onnx, resolve_device(device).type if device else "cpu")
         model.check_input(testsize, batch_size)
         log.info("%s: onnxruntime, input %s", onnx, model.input_shape)
-        return model
+        return model, torch.device("cpu")
+    device = resolve_device(device)
     model, loaded = build_from_checkpoint(pth_path)
     log.info("%s", loaded)
     model.to(device).eval()
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    return model
+    return model, device
 
 
 @torch.inference_mode()
@@ -316,8 +318,6 @@ def run_prediction(
     images of ``input``), write the maps under ``save_path``; returns what was written.
     Inputs, masks and output folders are checked before the model is loaded.
     ``onnx`` (instead of ``pth_path``): an exported model, run by onnxruntime."""
-    # onnxruntime runs on the CPU unless --device names a GPU (it needs onnxruntime-gpu then)
-    device = torch.device("cpu") if onnx is not None and device is None else resolve_device(device)
     report = PredictReport()
     save_path = Path(save_path)
     if input:
@@ -339,9 +339,7 @@ def run_prediction(
         )
     for folder in sorted({job.output.parent for _, jobs in work for job in jobs}):
         check_writable(folder, "--save_path")
-    model = load_predictor(pth_path, onnx, device, amp, channels_last, testsize, batch_size)
-    if onnx is not None:
-        device = torch.device("cpu")  # onnxruntime takes the batch from host memory
+    model, device = load_predictor(pth_path, onnx, device, amp, channels_last, testsize, batch_size)
     for name, jobs in work:
         before = len(report.written)
         predict_jobs(

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Tuple, Union
+
 import numpy as np
 import torch
 import torchvision.transforms.functional as TF
@@ -13,9 +15,10 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def resize_8bit(image: Image.Image, size: int) -> np.ndarray:
-    """``size``×``size`` Pillow-bilinear resize (what ``transforms.Resize`` does) as uint8."""
-    return np.array(TF.resize(image, [size, size], InterpolationMode.BILINEAR), dtype=np.uint8)
+def resize_8bit(image: Image.Image, size: Union[int, Tuple[int, int]]) -> np.ndarray:
+    """``size``×``size`` (or (H, W)) Pillow-bilinear resize (what ``transforms.Resize`` does) as uint8."""
+    height, width = (size, size) if isinstance(size, int) else size
+    return np.array(TF.resize(image, [height, width], InterpolationMode.BILINEAR), dtype=np.uint8)
 
 
 def image_to_tensor(array: np.ndarray) -> torch.Tensor:
