@@ -94,6 +94,54 @@ def test_adaxw_follows_the_formula():
     assert torch.allclose(state["exp_avg_sq"], v)
 
 
+def _authors_adaxw_step(p, grad, m, v, t, lr, wd, b1=0.9, b2=1e-4, eps=1e-12):
+    """One AdaXW step in the authors' order of operations (their utils/AdaX.py): the decay
+    product ``p·(lr·wd)`` is rounded, then subtracted; then the AdaX step on the decayed p."""
+    m.mul_(b1).add_(grad, alpha=1 - b1)
+    v.mul_(1 + b2).addcmul_(grad, grad, value=b2)
+    denom = v.sqrt().add_(eps)
+    p.add_(-torch.mul(p, lr * wd)).addcdiv_(m, denom, value=-lr * math.sqrt((1 + b2) ** t - 1))
+
+
+def _weights_of_every_magnitude(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    scale = 2.0 ** torch.randint(-30, 30, (4096,), generator=g).float()
+    values = torch.randn(4096, generator=g) * scale
+    values[:64] = 2.0 ** torch.arange(-32, 32).float()  # powers of two: the finest spacing below
+    return values
+
+
+def test_adaxw_weight_decay_is_the_authors_arithmetic_bit_for_bit():
+    """At a large lr·wd (0.015) float32 tells p − (lr·wd)·p from p·(1 − lr·wd); AdaXW must
+    round as the authors' code does, every element, every step."""
+    lr, wd = 0.05, 0.3
+    start = _weights_of_every_magnitude()
+    param = torch.nn.Parameter(start.clone())
+    opt = AdaXW([param], lr=lr, weight_decay=wd)
+    p, m, v = start.clone(), torch.zeros_like(start), torch.zeros_like(start)
+    g = torch.Generator().manual_seed(1)
+    for t in range(1, 6):
+        grad = torch.randn(start.shape, generator=g) * 1e-3
+        param.grad = grad.clone()
+        opt.step()
+        _authors_adaxw_step(p, grad, m, v, t, lr, wd)
+        assert torch.equal(param.data, p), f"step {t}: {(param.data != p).sum().item()} weights differ"
+    # the premise: the other rounding order really differs here, so the equality above has power
+    assert not torch.equal(start * (1 - lr * wd), start - torch.mul(start, lr * wd))
+
+
+def test_default_weight_decay_never_changes_a_float32_weight():
+    """The faithfulness notes' quirk: at lr ≤ 2e-4 and wd 1e-4, lr·wd ≤ 2e-8 < 2⁻²⁵, so
+    p − (lr·wd)·p rounds back to p for every float32 weight (the authors' code included)."""
+    start = _weights_of_every_magnitude(2)
+    for lr, wd, changes in ((2e-4, 1e-4, False), (2e-4 * (1 - 1 / 200) ** 0.9, 1e-4, False), (1e-3, 1e-4, True)):
+        param = torch.nn.Parameter(start.clone())
+        param.grad = torch.zeros_like(start)  # no AdaX step: only the decay acts
+        AdaXW([param], lr=lr, weight_decay=wd).step()
+        assert torch.equal(param.data, start) is not changes, (lr, wd)
+    assert 2e-4 * 1e-4 < 2.0**-25 < 1e-3 * 1e-4
+
+
 def test_adaxw_skips_parameters_without_gradient():
     frozen = torch.nn.Parameter(torch.ones(3))
     AdaXW([frozen], lr=1.0, weight_decay=0.5).step()

@@ -11,7 +11,11 @@ a copy of the official AdaX code); neither torch, timm nor pytorch-optimizer
     p ← p − lr·sqrt((1 + β2)^t − 1)·m / (sqrt(v) + eps)
 
 Unlike Adam, v grows (long-term memory of past gradients) and the bias
-correction multiplies the step. State per parameter: ``step`` (int),
+correction multiplies the step. The decay is computed as the authors write it,
+``p − (lr·wd)·p`` with the product rounded first, so the two agree bit for bit at
+any lr·wd. At the recipe's defaults (lr ≤ 2e-4, wd 1e-4) lr·wd ≤ 2e-8 is below
+2⁻²⁵, half a float32 ulp of a weight's own magnitude, so in float32 the decay never
+changes a weight, in the authors' code as here (README, notes on faithfulness). State per parameter: ``step`` (int),
 ``exp_avg``, ``exp_avg_sq``: the layout of the authors' optimizer state.
 Parameters without a gradient are skipped entirely (no decay either).
 """
@@ -75,7 +79,9 @@ class AdaXW(Optimizer):
                 exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
                 exp_avg_sq.mul_(1 + beta2).addcmul_(grad, grad, value=beta2)
                 if weight_decay:
-                    param.mul_(1 - lr * weight_decay)
+                    # p − lr·wd·p in the authors' order of operations: the product is rounded,
+                    # then subtracted (p·(1 − lr·wd) is the same algebra but rounds differently)
+                    param.sub_(torch.mul(param, lr * weight_decay))
                 step_size = lr * math.sqrt((1 + beta2) ** state["step"] - 1)
                 param.addcdiv_(exp_avg, exp_avg_sq.sqrt().add_(eps), value=-step_size)
         return loss

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -21,11 +21,16 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from utils.adaxw import AdaXW
 from utils.amp import autocast
 from utils.distributed import DistInfo, all_reduce_sum
 from utils.losses import DEEP_SUPERVISION_WEIGHTS, deep_supervision_loss
 
 log = logging.getLogger("fsanet.train")
+
+#: the authors' AdaXW settings besides lr and weight decay (their AdaXW defaults).
+ADAX_BETAS = (0.9, 1e-4)
+ADAX_EPS = 1e-12
 
 # ----------------------------------------------------------------------------- recipe pieces
 
@@ -62,6 +67,12 @@ def make_scheduler(optimizer: torch.optim.Optimizer, total_epochs: int, power: f
     return torch.optim.lr_scheduler.LambdaLR(optimizer, PolyDecay(total_epochs, power), last_epoch=done_epochs - 1)
 
 
+def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> AdaXW:
+    """The authors' optimiser over every parameter of ``model``: AdaXW(lr, betas (0.9, 1e-4),
+    eps 1e-12, weight_decay)."""
+    return AdaXW(model.parameters(), lr=lr, betas=ADAX_BETAS, eps=ADAX_EPS, weight_decay=weight_decay)
+
+
 # ----------------------------------------------------------------------------- one epoch
 
 
@@ -77,6 +88,41 @@ class StepConfig:
     weights: Tuple[float, ...] = DEEP_SUPERVISION_WEIGHTS
     amp_dtype: Optional[torch.dtype] = None
     channels_last: bool = False
+
+
+def make_step_config(
+    device: torch.device,
+    trainsize: int,
+    rates: Sequence[float],
+    clip: float,
+    loss: str,
+    amp_dtype: Optional[torch.dtype] = None,
+    channels_last: bool = False,
+) -> StepConfig:
+    """The step settings of a run: one size per rate (in the rates' order), the epoch's
+    losses recorded at rate 1 (the authors log that one; the last rate when 1 is absent),
+    plain-mean BCE for ``loss="authors"``, the weighted BCE for ``loss="weighted"``."""
+    rates = [float(r) for r in rates]
+    return StepConfig(
+        device,
+        scaled_sizes(trainsize, rates),
+        rates.index(1.0) if 1.0 in rates else len(rates) - 1,
+        clip,
+        "weighted" if loss == "weighted" else "mean",
+        amp_dtype=amp_dtype,
+        channels_last=channels_last,
+    )
+
+
+@dataclass
+class StepRecord:
+    """What :func:`train_one_epoch` tells its ``on_step`` callback after each optimiser step."""
+
+    size: int
+    x: torch.Tensor
+    y: torch.Tensor
+    total: torch.Tensor
+    losses: List[torch.Tensor]
 
 
 def optimizer_step(
@@ -116,8 +162,12 @@ def train_one_epoch(
     desc: str = "train",
     progress: bool = True,
     info: Optional[DistInfo] = None,
+    on_step: Optional[Callable[[StepRecord], None]] = None,
 ) -> Dict[str, float]:
     """One pass over ``loader``, one optimiser step per size in ``cfg.sizes``.
+
+    ``on_step`` (optional) is called after every optimiser step with a :class:`StepRecord`
+    (the trajectory test records the recipe step by step through it).
 
     Returns the epoch's mean losses (``loss``, ``P1``..``P4``) over the steps at
     the recorded rate (rate 1, as the authors log), images/s and seconds.
@@ -139,6 +189,8 @@ def train_one_epoch(
                 raise FloatingPointError(
                     f"{desc}: the loss became {total.item()} at size {size}; lower --lr, or use --amp bf16 instead of fp16"
                 )
+            if on_step is not None:
+                on_step(StepRecord(size, x, y, total.detach(), [loss.detach() for loss in losses]))
             if index == cfg.record_index:
                 batch = images.shape[0]
                 values = torch.stack([total.detach(), *(loss.detach() for loss in losses)]).to(sums.dtype)

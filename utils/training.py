@@ -24,7 +24,6 @@ import torch
 
 from lib.checkpoint import atomic_copy, atomic_save, make_checkpoint
 from lib.FSANet import FSANet, checkpoint_parts
-from utils.adaxw import AdaXW
 from utils.amp import AMP_DTYPES
 from utils.data_check import decode_file, verify_training_files
 from utils.dataset import TrainDataset, make_train_loader
@@ -32,7 +31,7 @@ from utils.devices import data_parallel_device, data_parallel_gpus, resolve_devi
 from utils.distributed import DistInfo, barrier, cleanup, gather_objects, init_distributed
 from utils.fileio import check_writable
 from utils.pairing import training_pairs
-from utils.recipe import PolyDecay, StepConfig, make_scheduler, scaled_sizes, train_one_epoch
+from utils.recipe import PolyDecay, make_optimizer, make_scheduler, make_step_config, train_one_epoch
 from utils.rng import rng_state, seed_everything, set_rng_state
 from utils.run_folder import PACKAGE_LOGGERS, add_log_file, agree, prepare_run_folder, release_lock
 from utils.run_start import prepare_model
@@ -205,9 +204,7 @@ class TrainingRun:
         model.to(device)
         if config.channels_last:
             model.to(memory_format=torch.channels_last)
-        self.optimizer = AdaXW(
-            model.parameters(), lr=config.lr, betas=(0.9, 1e-4), eps=1e-12, weight_decay=config.weight_decay
-        )
+        self.optimizer = make_optimizer(model, config.lr, config.weight_decay)
         if start.optimizer:
             self.optimizer.load_state_dict(start.optimizer)
         self.scheduler = make_scheduler(self.optimizer, config.epoch, config.power, start.epoch)
@@ -219,15 +216,8 @@ class TrainingRun:
             self.scaler.load_state_dict(start.extras["scaler"])
         self.wrapped = wrap_model(model, device, self.dp_gpus, self.info)
         self.best = dict(start.extras.get("best") or {"maxFm": -math.inf, "epoch": 0})
-        rates = list(config.rates)
-        self.step = StepConfig(
-            device,
-            scaled_sizes(config.trainsize, rates),
-            rates.index(1.0) if 1.0 in rates else len(rates) - 1,
-            config.clip,
-            "weighted" if config.loss == "weighted" else "mean",
-            amp_dtype=self.amp_dtype,
-            channels_last=config.channels_last,
+        self.step = make_step_config(
+            device, config.trainsize, config.rates, config.clip, config.loss, self.amp_dtype, config.channels_last
         )
 
     def _build_loader(self, dataset: TrainDataset, per_process: int) -> None:
