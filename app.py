@@ -21,13 +21,13 @@ import torch
 
 from lib.checkpoint import CheckpointError
 from lib.configs import CONFIGS, get_config
-from lib.export import ExportError
 from lib.FSANet import build_fsanet
-from utils.amp import AMP_DTYPES
-from utils.cli import EXIT_REFUSED, HelpFormatter, positive_int, round_size
-from utils.devices import resolve_device
-from utils.predict import load_predictor
-from utils.webapp import MAX_PIXELS, Segmenter, build_app, require_app_extra
+from utils.common.amp import AMP_DTYPES
+from utils.common.cli import EXIT_REFUSED, HelpFormatter, positive_int, round_size
+from utils.common.devices import resolve_device
+from utils.deploy.export import ExportError
+from utils.deploy.webapp import MAX_PIXELS, Segmenter, build_app, require_app_extra
+from utils.inference.predict import load_predictor
 
 log = logging.getLogger("fsanet.app")
 
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     model = p.add_mutually_exclusive_group()
     model.add_argument("--pth_path", help="FSANet weights (.pth in any layout test.py takes, or .safetensors)")
-    model.add_argument("--onnx", help="an exported model (python -m lib.export), run with onnxruntime")
+    model.add_argument("--onnx", help="an exported model (python -m utils.deploy.export), run with onnxruntime")
     p.add_argument(
         "--config",
         choices=sorted(CONFIGS),

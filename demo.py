@@ -18,13 +18,13 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from utils.figures import draw_architecture, qualitative_grid
-from utils.pairing import DIS_SETS
-from utils.predict import run_prediction
-from utils.reports import evaluate_to_folder, format_table, provenance, provenance_line
-from utils.synthetic import write_dataset
-from utils.train_config import TrainConfig
-from utils.training import run_training
+from utils.data.pairing import DIS_SETS
+from utils.data.synthetic import write_dataset
+from utils.evaluation.figures import draw_architecture, qualitative_grid
+from utils.evaluation.reports import evaluate_to_folder, format_table, provenance, provenance_line
+from utils.inference.predict import run_prediction
+from utils.training.config import TrainConfig
+from utils.training.run import run_training
 
 log = logging.getLogger("fsanet.demo")
 

@@ -16,12 +16,12 @@ import logging
 import sys
 from typing import Dict, Optional, Sequence
 
-from utils.cli import EXIT_INTERRUPTED, EXIT_REFUSED, HelpFormatter, positive_int
-from utils.evaluation import EvaluationError
-from utils.fileio import OutputError
-from utils.hce import HCE_RULES
-from utils.pairing import DatasetError
-from utils.reports import evaluate_to_folder, format_table, provenance, provenance_line
+from utils.common.cli import EXIT_INTERRUPTED, EXIT_REFUSED, HelpFormatter, positive_int
+from utils.common.fileio import OutputError
+from utils.data.pairing import DatasetError
+from utils.evaluation.hce import HCE_RULES
+from utils.evaluation.metrics import EvaluationError
+from utils.evaluation.reports import evaluate_to_folder, format_table, provenance, provenance_line
 
 log = logging.getLogger("fsanet.eval")
 
@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_eval(args: argparse.Namespace):
-    """eval.py's flags → :func:`utils.reports.evaluate_to_folder`."""
+    """eval.py's flags → :func:`utils.evaluation.reports.evaluate_to_folder`."""
     methods: Dict[str, str] = {}
     if args.pred_root:
         methods[args.method_name] = args.pred_root

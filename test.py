@@ -17,12 +17,12 @@ import sys
 from typing import Optional, Sequence
 
 from lib.checkpoint import CheckpointError
-from lib.export import ExportError
-from utils.amp import AMP_DTYPES
-from utils.cli import EXIT_INTERRUPTED, EXIT_REFUSED, HelpFormatter, non_negative_int, positive_int, round_size
-from utils.fileio import OutputError
-from utils.pairing import DIS_SETS, DatasetError
-from utils.predict import PredictReport, run_prediction
+from utils.common.amp import AMP_DTYPES
+from utils.common.cli import EXIT_INTERRUPTED, EXIT_REFUSED, HelpFormatter, non_negative_int, positive_int, round_size
+from utils.common.fileio import OutputError
+from utils.data.pairing import DIS_SETS, DatasetError
+from utils.deploy.export import ExportError
+from utils.inference.predict import PredictReport, run_prediction
 
 log = logging.getLogger("fsanet.test")
 
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--onnx",
         default=None,
-        help="an exported model (python -m lib.export) to run with onnxruntime instead; needs pip install -e .[export]",
+        help="an exported model (python -m utils.deploy.export) to run with onnxruntime; needs pip install -e .[export]",
     )
     p.add_argument(
         "--testsize", type=positive_int, default=992, help="input side (the authors' 992; rounded to a multiple of 32)"
@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_test(args: argparse.Namespace) -> PredictReport:
-    """test.py's flags → :func:`utils.predict.run_prediction`."""
+    """test.py's flags → :func:`utils.inference.predict.run_prediction`."""
     round_size(args, "testsize", log)
     return run_prediction(
         args.pth_path,

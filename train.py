@@ -20,7 +20,7 @@ from lib.checkpoint import CheckpointError, read_checkpoint
 from lib.configs import CONFIGS
 from lib.FSANet import CHECKPOINT_PARTS
 from models.backbones import FREQUENCY_BACKBONES, SPATIAL_BACKBONES
-from utils.cli import (
+from utils.common.cli import (
     EXIT_INTERRUPTED,
     EXIT_REFUSED,
     HelpFormatter,
@@ -31,10 +31,10 @@ from utils.cli import (
     probability,
     round_size,
 )
-from utils.fileio import OutputError
-from utils.pairing import DatasetError
-from utils.train_config import TrainConfig
-from utils.training import TrainingRun
+from utils.common.fileio import OutputError
+from utils.data.pairing import DatasetError
+from utils.training.config import TrainConfig
+from utils.training.run import TrainingRun
 
 
 def _gpu_list(text: str) -> List[int]:
@@ -214,7 +214,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         with TrainingRun(config) as run:  # claims the run folder; data, model, AdaXW; --resume / --pre_model
             for epoch in run.epochs():
-                stats = run.train_epoch(epoch)  # one optimiser step per size rate (utils/recipe.py)
+                stats = run.train_epoch(epoch)  # one optimiser step per size rate (utils/training/recipe.py)
                 val = run.validate(epoch)  # MAE and maxFβ on --val_path, every --val_every epochs
                 run.end_epoch(epoch, stats, val)  # train.log, tensorboard, latest/numbered/best checkpoints
     except KeyboardInterrupt:

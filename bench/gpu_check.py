@@ -201,8 +201,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("gpu_check: no CUDA GPU is visible to PyTorch; nothing was run.")
         return 0
     from lib.FSANet import build_fsanet
-    from utils.memory import estimate_training_memory
-    from utils.synthetic import write_dataset
+    from utils.data.synthetic import write_dataset
+    from utils.training.memory import estimate_training_memory
 
     work = Path(tempfile.mkdtemp(prefix="fsanet_gpu_check_"))
     (work / "logs_check").mkdir()

@@ -3,7 +3,7 @@
     python -m bench.loader --count 12 --min_side 2048 --max_side 4096 --trainsize 736
 
 Generates JPEG/PNG pairs of DIS5K's sizes (2–4 k px) once in --data, then reads
-them through utils.dataset.TrainDataset in a DataLoader: uncached, the pass that
+them through utils.data.dataset.TrainDataset in a DataLoader: uncached, the pass that
 fills the cache, and cached.
 """
 
@@ -29,9 +29,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from utils.dataset import TrainDataset
-from utils.pairing import training_pairs
-from utils.synthetic import write_dataset
+from utils.data.dataset import TrainDataset
+from utils.data.pairing import training_pairs
+from utils.data.synthetic import write_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,7 +4,7 @@
     python -m bench.memory --recipe_table          # the README's table (the recipe's largest step)
 
 Reports parameters, gradients, AdaXW state, activations saved for backward and
-their sum, in bytes (utils/memory.py says what each counts). --device cuda (the
+their sum, in bytes (utils/training/memory.py says what each counts). --device cuda (the
 default) fakes a CUDA device so that autocast uses CUDA's op lists.
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from lib.FSANet import CHECKPOINT_PARTS, build_fsanet, checkpoint_parts
-from utils.memory import AMP_DTYPES, estimate_training_memory
+from utils.training.memory import AMP_DTYPES, estimate_training_memory
 
 GIB = 2**30
 KEYS = ("parameters_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes", "total_bytes")

@@ -36,11 +36,11 @@ from bench.authors_style import make_authors_style
 from lib.checkpoint import build_from_checkpoint
 from lib.configs import get_config
 from lib.FSANet import build_fsanet, checkpoint_parts
-from utils.adaxw import AdaXW
-from utils.amp import AMP_DTYPES, autocast
-from utils.inference import postprocess, preprocess
-from utils.recipe import StepConfig, optimizer_step
-from utils.synthetic import make_sample
+from utils.common.amp import AMP_DTYPES, autocast
+from utils.data.synthetic import make_sample
+from utils.inference.processing import postprocess, preprocess
+from utils.training.adaxw import AdaXW
+from utils.training.recipe import StepConfig, optimizer_step
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -35,8 +35,8 @@ from bench.model import time_interleaved
 from lib.checkpoint import build_from_checkpoint
 from lib.configs import get_config
 from lib.FSANet import build_fsanet
-from utils.inference import postprocess, preprocess
-from utils.synthetic import make_sample
+from utils.data.synthetic import make_sample
+from utils.inference.processing import postprocess, preprocess
 
 RUNTIMES = ("eager", "compile", "onnxruntime")
 
@@ -51,8 +51,8 @@ def build_runtimes(model: torch.nn.Module, names: Sequence[str], size: int, onnx
             compiled = torch.compile(model)
             forwards[name] = lambda x, compiled=compiled: compiled(x)[0]
         elif name == "onnxruntime":
-            from lib.export import export_onnx
-            from utils.onnx_model import OnnxFSANet
+            from utils.deploy.export import export_onnx
+            from utils.inference.onnx_model import OnnxFSANet
 
             if onnx_path is None:
                 onnx_path = str(Path(tempfile.mkdtemp(prefix="fsanet-bench-")) / f"fsanet_{size}.onnx")

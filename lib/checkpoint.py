@@ -2,7 +2,7 @@
 
 Files are always read with ``torch.load(..., weights_only=True)``; loading is strict
 (every missing, unexpected or mis-shaped tensor is listed in one error) and refuses
-non-finite weights; writing is atomic (``utils.fileio``).
+non-finite weights; writing is atomic (``utils.common.fileio``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from lib.keymap import (
     strip_module_prefix,
 )
 from lib.safetensors_file import is_safetensors, read_safetensors
-from utils.fileio import atomic_write, temporary_name
+from utils.common.fileio import atomic_write, temporary_name
 
 PathLike = Union[str, os.PathLike]
 
@@ -221,7 +221,7 @@ def build_from_checkpoint(path: PathLike, **overrides: Any) -> Tuple[nn.Module, 
 
 
 def atomic_save(obj: Any, path: PathLike) -> None:
-    """``torch.save`` through :func:`utils.fileio.atomic_write`: a kill or a full disk
+    """``torch.save`` through :func:`utils.common.fileio.atomic_write`: a kill or a full disk
     during the write never leaves a truncated file at ``path``."""
     atomic_write(path, lambda handle: torch.save(obj, handle))
 

@@ -20,8 +20,8 @@ import torch
 
 from lib.checkpoint import CheckpointError, LoadReport, build_from_checkpoint
 from lib.safetensors_file import SUFFIX, read_safetensors, save_safetensors
-from utils.cli import EXIT_REFUSED, HelpFormatter
-from utils.fileio import OutputError, check_writable
+from utils.common.cli import EXIT_REFUSED, HelpFormatter
+from utils.common.fileio import OutputError, check_writable
 
 log = logging.getLogger("fsanet.convert")
 

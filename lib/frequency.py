@@ -45,7 +45,7 @@ class HighPassFilter(nn.Module):
         with the mask rolled the other way is the same map without copying the spectrum.
         The rolled mask is indexed directly (frequency ``i`` sits at rolled row
         ``(i + H//2) mod H``), with no ``torch.roll``, which ONNX export cannot take for
-        a symbolic size (``python -m lib.export --dynamic``).
+        a symbolic size (``python -m utils.deploy.export --dynamic``).
         """
         rows, cols = _rolled_offsets(height, device), _rolled_offsets(width, device)
         dist = torch.sqrt(rows[:, None] ** 2 + cols[None, :] ** 2)

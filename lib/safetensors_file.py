@@ -99,7 +99,7 @@ def save_safetensors(
     source: str = "",
 ) -> Path:
     """Write ``state_dict`` (this project's key names) and its config to ``path``, atomically."""
-    from utils.fileio import atomic_write_bytes
+    from utils.common.fileio import atomic_write_bytes
 
     st = _safetensors_torch()
     # safetensors refuses tensors that share storage or are not contiguous: give each its own copy

@@ -90,7 +90,7 @@ def train_args(root: Path, data: Path, *extra: str):
 @pytest.fixture(scope="session")
 def synthetic_train(tmp_path_factory) -> Path:
     """4 generated 80×72 pairs in the authors' layout."""
-    from utils.synthetic import write_dataset
+    from utils.data.synthetic import write_dataset
 
     root = tmp_path_factory.mktemp("synthetic") / "TrainDataset"
     write_dataset(root, count=4, size=(80, 72), layout="authors", seed=1)

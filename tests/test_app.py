@@ -1,4 +1,4 @@
-"""The web app (app.py, utils/webapp.py): its logic directly, then the page in headless
+"""The web app (app.py, utils/deploy/webapp.py): its logic directly, then the page in headless
 Chromium (Debian's ``chromium`` driven by playwright; skipped, with the reason, where
 gradio, playwright or the browser is missing)."""
 
@@ -22,8 +22,8 @@ from PIL import Image
 from lib.checkpoint import save_checkpoint
 from lib.configs import get_config
 from lib.FSANet import build_fsanet
-from utils.synthetic import make_sample
-from utils.webapp import Segmenter, compose, render, run_upload
+from utils.data.synthetic import make_sample
+from utils.deploy.webapp import Segmenter, compose, render, run_upload
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -177,7 +177,7 @@ def test_random_weights_page_says_so_and_a_missing_extra_is_named(monkeypatch):
     pytest.importorskip("gradio", reason="the app extra is not installed: pip install -e .[app]")
     import importlib.util
 
-    from utils.webapp import RANDOM_BANNER, build_app, require_app_extra
+    from utils.deploy.webapp import RANDOM_BANNER, build_app, require_app_extra
 
     model = build_fsanet(get_config("fsanet_small")).eval()
     random_page = str(build_app(Segmenter(model, 64, random_weights=True)).config)

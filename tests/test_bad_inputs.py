@@ -24,12 +24,12 @@ import train as train_cli
 from lib.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from lib.configs import get_config
 from lib.FSANet import build_fsanet
-from utils.data_check import verify_pairs
-from utils.dataset import TrainDataset
-from utils.images import read_gt_mask
-from utils.pairing import DatasetError, training_pairs
-from utils.run_folder import LOCK_NAME
-from utils.training import run_training
+from utils.data.checks import verify_pairs
+from utils.data.dataset import TrainDataset
+from utils.data.images import read_gt_mask
+from utils.data.pairing import DatasetError, training_pairs
+from utils.training.run import run_training
+from utils.training.run_folder import LOCK_NAME
 
 TINY = get_config("fsanet_small")
 
@@ -97,8 +97,8 @@ def test_unreadable_cache_entries_are_cache_misses(tmp_path, synthetic_train):
 
 
 def test_checking_the_files_fills_the_cache_once(tmp_path, synthetic_train):
-    from utils.data_check import verify_training_files
-    from utils.distributed import DistInfo
+    from utils.common.distributed import DistInfo
+    from utils.data.checks import verify_training_files
 
     pairs = training_pairs(synthetic_train)
     cached = TrainDataset(pairs, 64, tmp_path / "cache")
@@ -110,7 +110,7 @@ def test_checking_the_files_fills_the_cache_once(tmp_path, synthetic_train):
 
 
 def test_a_cache_that_cannot_be_written_only_costs_speed(tmp_path, synthetic_train, monkeypatch, caplog):
-    import utils.dataset
+    import utils.data.dataset
 
     pairs = training_pairs(synthetic_train)[:2]
     expected = [TrainDataset(pairs, 64)[i] for i in range(2)]
@@ -118,7 +118,7 @@ def test_a_cache_that_cannot_be_written_only_costs_speed(tmp_path, synthetic_tra
     def full_disk(path, write):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(utils.dataset, "atomic_write", full_disk)
+    monkeypatch.setattr(utils.data.dataset, "atomic_write", full_disk)
     dataset = TrainDataset(pairs, 64, tmp_path / "cache")
     with caplog.at_level(logging.WARNING):
         got = [dataset[i] for i in range(2)]
@@ -234,9 +234,11 @@ def test_unwritable_outputs_are_found_before_any_work(tmp_path, synthetic_train,
         assert train_cli.main(_train_argv(blocker, synthetic_train, "--epoch", "1")) == 2
     assert str(blocker) in caplog.text
     # eval: the metrics are not computed when the table could not be written
-    import utils.reports
+    import utils.evaluation.reports
 
-    monkeypatch.setattr(utils.reports, "evaluate", lambda *a, **k: pytest.fail("metrics computed before the check"))
+    monkeypatch.setattr(
+        utils.evaluation.reports, "evaluate", lambda *a, **k: pytest.fail("metrics computed before the check")
+    )
     caplog.clear()
     with caplog.at_level(logging.ERROR):
         assert eval_cli.main(["--pred_root", str(tmp_path), "--gt_root", str(tmp_path), "--save_dir", str(blocker)]) == 2
@@ -312,20 +314,20 @@ def test_input_images_sharing_a_stem_get_two_maps(tmp_path, small_checkpoint, ca
 
 
 def test_a_full_disk_during_prediction_keeps_the_maps_already_written(tmp_path, small_checkpoint, monkeypatch, caplog):
-    import utils.predict
+    import utils.inference.predict
 
     photos = tmp_path / "photos"
     photos.mkdir()
     for name in ("a.png", "b.png"):
         Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(photos / name)
-    real_write = utils.predict.atomic_write_bytes
+    real_write = utils.inference.predict.atomic_write_bytes
 
     def filling_disk(path, data):
         if path.name == "b.png":
             raise OSError(errno.ENOSPC, f"no space left on device while writing {path}; nothing was written")
         return real_write(path, data)
 
-    monkeypatch.setattr(utils.predict, "atomic_write_bytes", filling_disk)
+    monkeypatch.setattr(utils.inference.predict, "atomic_write_bytes", filling_disk)
     with caplog.at_level(logging.ERROR):
         assert _predict(small_checkpoint, "--input", str(photos), "--save_path", str(tmp_path / "maps")) == 2
     assert "no space left on device" in caplog.text and "Traceback" not in caplog.text
@@ -414,7 +416,7 @@ def test_zero_counts_are_refused_when_parsing(flag, capsys):
 
 
 def test_sizes_are_rounded_to_multiples_of_32_with_a_note(caplog):
-    from utils.cli import round_size
+    from utils.common.cli import round_size
 
     args = train_cli.build_parser().parse_args(["--trainsize", "100"])
     with caplog.at_level(logging.WARNING):
@@ -425,7 +427,7 @@ def test_sizes_are_rounded_to_multiples_of_32_with_a_note(caplog):
 @pytest.mark.parametrize("fault", ["ctrl_c", "diverged", "disk_full"])
 def test_faults_during_training_end_in_one_line_naming_what_survived(tmp_path, synthetic_train, caplog, monkeypatch, fault):
     argv = _train_argv(tmp_path, synthetic_train, "--epoch", "3", "--save_every", "1")
-    import utils.training as training
+    import utils.training.run as training
 
     real_epoch = training.train_one_epoch
     calls = []
@@ -638,7 +640,7 @@ def test_a_run_whose_epochs_all_have_lr_0_is_warned_about(tmp_path, synthetic_tr
 def test_library_code_leaves_process_state_alone(tmp_path, synthetic_train):
     import matplotlib
 
-    from utils.reports import plot_curves
+    from utils.evaluation.reports import plot_curves
 
     backend = matplotlib.get_backend()
     limit = Image.MAX_IMAGE_PIXELS

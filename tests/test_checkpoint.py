@@ -309,8 +309,8 @@ def test_resume_and_pre_model_read_their_checkpoint_once(tmp_path, synthetic_tra
     from conftest import train_args
 
     import lib.checkpoint as ck
-    from utils.run_start import prepare_model
-    from utils.training import run_training
+    from utils.training.run import run_training
+    from utils.training.start import prepare_model
 
     run_training(train_args(tmp_path, synthetic_train, "--epoch", "1"))
     latest = tmp_path / "checkpoints" / "FSANet" / "latest.pth"

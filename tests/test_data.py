@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from utils.dataset import TrainDataset
-from utils.images import read_mask, read_rgb
-from utils.pairing import DatasetError, scan_pairs, training_pairs
-from utils.synthetic import make_sample, write_dataset
+from utils.data.dataset import TrainDataset
+from utils.data.images import read_mask, read_rgb
+from utils.data.pairing import DatasetError, scan_pairs, training_pairs
+from utils.data.synthetic import make_sample, write_dataset
 
 
 def _write(path, array, mode=None):

@@ -1,5 +1,5 @@
-"""ONNX export (lib/export.py) with the frequency branch, run by onnxruntime, and
-``test.py --onnx`` (utils/onnx_model.py). Needs the export extra; skipped without it.
+"""ONNX export (utils/deploy/export.py) with the frequency branch, run by onnxruntime, and
+``test.py --onnx`` (utils/inference/onnx_model.py). Needs the export extra; skipped without it.
 
 Each test exports once (30–40 s on one core), so the checks on one file share a test.
 """
@@ -18,8 +18,8 @@ onnx = pytest.importorskip("onnx", reason="the export extra is not installed: pi
 pytest.importorskip("onnxscript", reason="the export extra is not installed: pip install -e .[export]")
 pytest.importorskip("onnxruntime", reason="the export extra is not installed: pip install -e .[export]")
 
-from lib.export import ExportError, export_onnx, require_export_extra, verify_onnx  # noqa: E402
-from utils.onnx_model import OnnxFSANet  # noqa: E402
+from utils.deploy.export import ExportError, export_onnx, require_export_extra, verify_onnx  # noqa: E402
+from utils.inference.onnx_model import OnnxFSANet  # noqa: E402
 
 
 def _op_types(path):
@@ -118,7 +118,7 @@ def test_a_file_that_is_not_onnx_gets_one_error(tmp_path):
 def test_export_cli_writes_a_verified_file_and_refuses_bad_sizes(tmp_path, caplog):
     import logging
 
-    from lib.export import main as export_main
+    from utils.deploy.export import main as export_main
 
     caplog.set_level(logging.INFO, logger="fsanet.export")
     out = tmp_path / "small.onnx"

@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 
 import eval as eval_cli
-from utils import evaluation
-from utils.evaluation import evaluate
-from utils.hce import HumanCorrectionEffort
+from utils.evaluation import metrics as evaluation
+from utils.evaluation.hce import HumanCorrectionEffort
+from utils.evaluation.metrics import evaluate
 
 
 def isnet_hce(pred: np.ndarray, gt: np.ndarray) -> float:

@@ -1,4 +1,4 @@
-"""The training-step memory model (utils/memory.py, bench/memory.py) and decoder checkpointing."""
+"""The training-step memory model (utils/training/memory.py, bench/memory.py) and decoder checkpointing."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from torch import nn
 
 from lib.configs import get_config
 from lib.FSANet import CHECKPOINT_PARTS, FSANet, build_fsanet, checkpoint_parts
-from utils.memory import SavedTensorCounter, count_step_activations, estimate_training_memory
+from utils.training.memory import SavedTensorCounter, count_step_activations, estimate_training_memory
 
 TINY = get_config("fsanet_small")
 

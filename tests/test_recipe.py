@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from lib.checkpoint import AUTHORS_UNUSED, authors_optimizer_to_fsanet
-from utils.adaxw import AdaXW
-from utils.losses import boundary_weight, deep_supervision_loss, structure_loss
-from utils.recipe import make_scheduler, scaled_sizes
+from utils.training.adaxw import AdaXW
+from utils.training.losses import boundary_weight, deep_supervision_loss, structure_loss
+from utils.training.recipe import make_scheduler, scaled_sizes
 
 
 def _case(seed=0, shape=(2, 1, 40, 40)):
@@ -65,7 +65,7 @@ def test_deep_supervision_weights():
     logits, mask = _case(2)
     preds = [logits * s for s in (1.0, 0.5, 2.0, -1.0)]
     total, losses = deep_supervision_loss(preds, mask)
-    by_hand = [_by_hand(p, mask, False) for p in preds]  # written out in this file, not utils.losses
+    by_hand = [_by_hand(p, mask, False) for p in preds]  # written out in this file, not utils.training.losses
     expected = 0.7 * by_hand[0] + 0.1 * (by_hand[1] + by_hand[2] + by_hand[3])  # the paper's weights
     assert torch.allclose(total.double(), expected.double(), rtol=1e-6) and len(losses) == 4
     for got, want in zip(losses, by_hand):
@@ -214,7 +214,7 @@ def test_authors_optimizer_state_is_reindexed_by_name(authors_recipe):
 
 
 def test_postprocess_is_the_authors_formula():
-    from utils.inference import postprocess
+    from utils.inference.processing import postprocess
 
     logits = torch.tensor([[[[-4.0, 0.0], [1.0, 6.0]]]])
     out = postprocess(logits, (3, 5))

@@ -65,7 +65,7 @@ def test_resume_refuses_a_weights_only_file_and_pre_model_takes_it(tmp_path, syn
     from conftest import train_args
 
     from lib.safetensors_file import save_safetensors
-    from utils.run_start import prepare_model
+    from utils.training.start import prepare_model
 
     model = build_fsanet(get_config("fsanet_small"))
     path = save_safetensors(tmp_path / "w.safetensors", model.state_dict(), model.config, epoch=4)

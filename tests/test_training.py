@@ -20,13 +20,13 @@ from lib.checkpoint import load_fsanet_weights, read_checkpoint
 from lib.configs import get_config
 from lib.FSANet import FSANet, build_fsanet
 from train import main as train_main
-from utils.adaxw import AdaXW
-from utils.dataset import TrainDataset
-from utils.losses import deep_supervision_loss
-from utils.pairing import training_pairs
-from utils.recipe import StepConfig, train_one_epoch
-from utils.run_start import prepare_model
-from utils.training import run_training
+from utils.data.dataset import TrainDataset
+from utils.data.pairing import training_pairs
+from utils.training.adaxw import AdaXW
+from utils.training.losses import deep_supervision_loss
+from utils.training.recipe import StepConfig, train_one_epoch
+from utils.training.run import run_training
+from utils.training.start import prepare_model
 
 TINY = get_config("fsanet_small")
 
@@ -122,7 +122,7 @@ def dying_save(obj, handle, *a, **k):
     return real_save(obj, handle, *a, **k)
 ck.torch.save = dying_save
 from conftest import train_args
-from utils.training import run_training
+from utils.training.run import run_training
 run_training(train_args({out!r}, {data!r}, "--epoch", "3", "--save_every", "1"))
 """
 
@@ -148,7 +148,7 @@ def _free_port() -> int:
 def _ddp_worker(rank, port, out, data):
     from device_checks import ForeignDefaultDevice, guard_collectives
 
-    import utils.training as training
+    import utils.training.run as training
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2")
     torch.set_num_threads(1)

@@ -7,7 +7,7 @@ authors' loop at 2 and 3 threads as the float-noise floor and tolerances of 3× 
 floor (``tests/fixtures/TRAINING_TRAJECTORY.md``). Here the same six steps run through
 the code train.py runs: the weights through ``--pre_model``'s loader (key map), the
 optimiser, LR schedule and step settings from :class:`TrainConfig`, and
-:func:`utils.recipe.train_one_epoch`; every recorded figure is compared.
+:func:`utils.training.recipe.train_one_epoch`; every recorded figure is compared.
 
 One test, so that a pytest-xdist run builds the paper-sized model once; it lists every
 figure that is off, not only the first.
@@ -25,9 +25,9 @@ import torch
 from conftest import FIXTURES
 
 from lib.keymap import authors_to_fsanet
-from utils.recipe import make_optimizer, make_scheduler, make_step_config, train_one_epoch
-from utils.run_start import prepare_model
-from utils.train_config import TrainConfig
+from utils.training.config import TrainConfig
+from utils.training.recipe import make_optimizer, make_scheduler, make_step_config, train_one_epoch
+from utils.training.start import prepare_model
 
 TRAJECTORY = FIXTURES / "authors_training_trajectory.npz"
 #: the authors' own code rerun on this project's CI machine kind against the fixture

@@ -1,5 +1,5 @@
-"""The authors' image and mask transforms, shared by training (``utils.dataset``) and testing
-(``utils.inference``): Pillow-bilinear resize to a square, tensor, ImageNet normalisation."""
+"""The authors' image and mask transforms, shared by training (``utils.data.dataset``) and testing
+(``utils.inference.processing``): Pillow-bilinear resize to a square, tensor, ImageNet normalisation."""
 
 from __future__ import annotations
 

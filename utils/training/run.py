@@ -2,14 +2,14 @@
 
     with TrainingRun(config) as run:          # folders, data, model, optimiser, resume
         for epoch in run.epochs():
-            stats = run.train_epoch(epoch)    # utils.recipe: one optimiser step per size rate
-            val = run.validate(epoch)         # utils.validation, every --val_every epochs
+            stats = run.train_epoch(epoch)    # utils.training.recipe: one optimiser step per size rate
+            val = run.validate(epoch)         # utils.training.validation, every --val_every epochs
             run.end_epoch(epoch, stats, val)  # log, tensorboard, checkpoints
     result = run.result()
 
-The recipe itself is in :mod:`utils.recipe`, the loss in :mod:`utils.losses`, the
-optimiser in :mod:`utils.adaxw`, what a run starts or resumes from in
-:mod:`utils.run_start` and the checkpoint format in :mod:`lib.checkpoint`.
+The recipe itself is in :mod:`utils.training.recipe`, the loss in :mod:`utils.training.losses`, the
+optimiser in :mod:`utils.training.adaxw`, what a run starts or resumes from in
+:mod:`utils.training.start` and the checkpoint format in :mod:`lib.checkpoint`.
 """
 
 from __future__ import annotations
@@ -24,19 +24,19 @@ import torch
 
 from lib.checkpoint import atomic_copy, atomic_save, make_checkpoint
 from lib.FSANet import FSANet, checkpoint_parts
-from utils.amp import AMP_DTYPES
-from utils.data_check import decode_file, verify_training_files
-from utils.dataset import TrainDataset, make_train_loader
-from utils.devices import data_parallel_device, data_parallel_gpus, resolve_device, smallest_chunk, wrap_model
-from utils.distributed import DistInfo, barrier, cleanup, gather_objects, init_distributed
-from utils.fileio import check_writable
-from utils.pairing import training_pairs
-from utils.recipe import PolyDecay, make_optimizer, make_scheduler, make_step_config, train_one_epoch
-from utils.rng import rng_state, seed_everything, set_rng_state
-from utils.run_folder import PACKAGE_LOGGERS, add_log_file, agree, prepare_run_folder, release_lock
-from utils.run_start import prepare_model
-from utils.train_config import TrainConfig
-from utils.validation import validate, validation_pairs
+from utils.common.amp import AMP_DTYPES
+from utils.common.devices import data_parallel_device, data_parallel_gpus, resolve_device, smallest_chunk, wrap_model
+from utils.common.distributed import DistInfo, barrier, cleanup, gather_objects, init_distributed
+from utils.common.fileio import check_writable
+from utils.data.checks import decode_file, verify_training_files
+from utils.data.dataset import TrainDataset, make_train_loader
+from utils.data.pairing import training_pairs
+from utils.training.config import TrainConfig
+from utils.training.recipe import PolyDecay, make_optimizer, make_scheduler, make_step_config, train_one_epoch
+from utils.training.rng import rng_state, seed_everything, set_rng_state
+from utils.training.run_folder import PACKAGE_LOGGERS, add_log_file, agree, prepare_run_folder, release_lock
+from utils.training.start import prepare_model
+from utils.training.validation import validate, validation_pairs
 
 log = logging.getLogger("fsanet.train")
 

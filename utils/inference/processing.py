@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from utils.transforms import image_to_tensor, resize_8bit
+from utils.data.transforms import image_to_tensor, resize_8bit
 
 
 def preprocess(image: Image.Image, size: Union[int, Tuple[int, int]]) -> torch.Tensor:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from utils.distributed import DistInfo
+from utils.common.distributed import DistInfo
 
 log = logging.getLogger("fsanet.train")
 

@@ -18,10 +18,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from utils.evaluation import METRIC_KEYS, OVERALL_TEXT, Curves, Results, evaluate
-from utils.fileio import check_writable
-from utils.hce import HCE_RULE_TEXT
-from utils.pairing import DIS_SETS
+from utils.common.fileio import check_writable
+from utils.data.pairing import DIS_SETS
+from utils.evaluation.hce import HCE_RULE_TEXT
+from utils.evaluation.metrics import METRIC_KEYS, OVERALL_TEXT, Curves, Results, evaluate
 
 PathLike = Union[str, os.PathLike]
 log = logging.getLogger(__name__)

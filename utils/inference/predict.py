@@ -1,6 +1,6 @@
 """Prediction maps for DIS test sets or any images (``test.py`` is the CLI).
 
-Each image is processed as the authors test (``utils.inference``): resized to
+Each image is processed as the authors test (``utils.inference.processing``): resized to
 testsize × testsize, P1 brought back to the mask's size (or, without a mask,
 the image's own size), sigmoid, min-max, 8-bit PNG named after the image. Maps
 are written as soon as their batch is done, each through a temporary file, so
@@ -24,12 +24,12 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from lib.checkpoint import build_from_checkpoint
-from utils.amp import AMP_DTYPES, autocast
-from utils.devices import resolve_device
-from utils.fileio import atomic_write_bytes, check_writable
-from utils.images import IMAGE_EXTENSIONS, MASK_EXTENSIONS, image_size, read_rgb
-from utils.inference import postprocess, preprocess
-from utils.pairing import DIS_SETS, DatasetError, chosen_set_names, find_layout
+from utils.common.amp import AMP_DTYPES, autocast
+from utils.common.devices import resolve_device
+from utils.common.fileio import atomic_write_bytes, check_writable
+from utils.data.images import IMAGE_EXTENSIONS, MASK_EXTENSIONS, image_size, read_rgb
+from utils.data.pairing import DIS_SETS, DatasetError, chosen_set_names, find_layout
+from utils.inference.processing import postprocess, preprocess
 
 PathLike = Union[str, os.PathLike]
 log = logging.getLogger(__name__)
@@ -234,12 +234,12 @@ def load_predictor(
     """The model test.py and the web app predict with, and the device its input goes to:
     FSANet from weights (``pth_path``, any layout or ``.safetensors``) on ``device``
     (default: cuda when available), or an exported ``onnx`` file run by onnxruntime
-    (:class:`utils.onnx_model.OnnxFSANet`; on the CPU unless ``device`` names a GPU, its
+    (:class:`utils.inference.onnx_model.OnnxFSANet`; on the CPU unless ``device`` names a GPU, its
     input always from host memory), checked against ``testsize``."""
     if (pth_path is None) == (onnx is None):
         raise ValueError("give FSANet weights (--pth_path) or an exported model (--onnx), one of the two")
     if onnx is not None:
-        from utils.onnx_model import OnnxFSANet
+        from utils.inference.onnx_model import OnnxFSANet
 
         if amp != "none" or channels_last:
             raise ValueError(

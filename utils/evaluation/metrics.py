@@ -1,8 +1,8 @@
-"""The DIS metric table with pysodmetrics (``eval.py`` is the CLI; reports in ``utils.reports``).
+"""The DIS metric table with pysodmetrics (``eval.py`` is the CLI; reports in ``utils.evaluation.reports``).
 
 Per set and method: maxFβ and mean Fβ (β² = 0.3, over 256 thresholds, per-image
 curves averaged), weighted Fβ, MAE, Sα (α = 0.5), mean and max Eφ, and HCEγ
-(relax 5, epsilon 2.0) under a binarisation rule (``utils.hce``: IS-Net's
+(relax 5, epsilon 2.0) under a binarisation rule (``utils.evaluation.hce``: IS-Net's
 ``> 128`` by default, the benchmark's definition). "Overall" is the plain mean
 of DIS-TE1..4, metric by metric, as the published DIS tables report it; its
 ``num`` is the sum.
@@ -27,10 +27,10 @@ import numpy as np
 import py_sod_metrics as sod
 from tqdm import tqdm
 
-from utils.eval_sets import EvaluationError, MaskItem, find_gt_sets, mask_items, match_set
-from utils.hce import HCE_RULES, HumanCorrectionEffort, binarize_mask, gt_skeleton
-from utils.images import ImageReadError, describe_mask_notes, read_gt_mask, read_mask
-from utils.pairing import TE_SETS
+from utils.data.images import ImageReadError, describe_mask_notes, read_gt_mask, read_mask
+from utils.data.pairing import TE_SETS
+from utils.evaluation.hce import HCE_RULES, HumanCorrectionEffort, binarize_mask, gt_skeleton
+from utils.evaluation.matching import EvaluationError, MaskItem, find_gt_sets, mask_items, match_set
 
 PathLike = Union[str, os.PathLike]
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def new_metrics(hce_rule: Optional[str] = "isnet", only: Optional[Sequence[str]]
 
 def step_metrics(metrics: Dict[str, Any], pred: np.ndarray, gt: np.ndarray, skeleton: Optional[np.ndarray] = None) -> None:
     """Add one (uint8 prediction, uint8 mask) pair of equal size; ``skeleton`` is the
-    mask's :func:`utils.hce.gt_skeleton`, computed here when not given."""
+    mask's :func:`utils.evaluation.hce.gt_skeleton`, computed here when not given."""
     for name, metric in metrics.items():
         if name == "hce":
             metric.step(pred, gt, skeleton=skeleton)
@@ -136,7 +136,7 @@ class ChunkOutcome:
 
     warnings: List[str] = field(default_factory=list)
     unreadable: Dict[str, List[str]] = field(default_factory=dict)  # method (or "masks") → "path (reason)"
-    mask_notes: Dict[str, List[str]] = field(default_factory=dict)  # utils.images.MASK_NOTES key → files
+    mask_notes: Dict[str, List[str]] = field(default_factory=dict)  # utils.data.images.MASK_NOTES key → files
     both_empty: Dict[str, int] = field(default_factory=dict)  # method → pairs with empty mask and prediction
 
 

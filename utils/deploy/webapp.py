@@ -1,5 +1,5 @@
 """The web app's logic (``app.py`` is the CLI): photos in, FSANet's map, a cut-out and an
-overlay out, with test.py's own reading, pre- and post-processing (``utils.predict``).
+overlay out, with test.py's own reading, pre- and post-processing (``utils.inference.predict``).
 
 Everything but :func:`build_app` is plain Python and numpy, tested without a browser;
 :func:`build_app` lays out the gradio page (the ``app`` extra: ``pip install -e .[app]``).
@@ -22,8 +22,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from utils.images import image_size, read_rgb
-from utils.predict import predict_image, write_png
+from utils.data.images import image_size, read_rgb
+from utils.inference.predict import predict_image, write_png
 
 PathLike = Union[str, os.PathLike]
 log = logging.getLogger(__name__)

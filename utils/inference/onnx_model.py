@@ -1,5 +1,5 @@
-"""An exported FSANet (``python -m lib.export``) run by onnxruntime behind FSANet's call
-signature, so test.py's prediction loop (``utils.predict``) runs it unchanged.
+"""An exported FSANet (``python -m utils.deploy.export``) run by onnxruntime behind FSANet's call
+signature, so test.py's prediction loop (``utils.inference.predict``) runs it unchanged.
 
 Needs the ``export`` extra (``pip install -e .[export]``).
 """
@@ -25,7 +25,7 @@ class OnnxFSANet(nn.Module):
 
     def __init__(self, path: PathLike, device: str = "cpu", threads: Optional[int] = None) -> None:
         super().__init__()
-        from lib.export import ExportError, require_export_extra
+        from utils.deploy.export import ExportError, require_export_extra
 
         require_export_extra("onnxruntime")
         import onnxruntime as ort
@@ -43,7 +43,7 @@ class OnnxFSANet(nn.Module):
         except Exception as error:  # noqa: BLE001  (onnxruntime raises its own exception types)
             raise ExportError(
                 f"{path}: onnxruntime cannot load it ({type(error).__name__}: {str(error)[:200]}); "
-                "export it again with python -m lib.export"
+                "export it again with python -m utils.deploy.export"
             ) from None
         inputs = self.session.get_inputs()
         self.input_name = inputs[0].name

@@ -7,8 +7,8 @@ is composed from it, so the mask is exact. Sample ``i`` of seed ``s`` is the
 same whatever the count, so datasets of different sizes share their first
 samples.
 
-    python -m utils.synthetic --out data/demo/TrainDataset --count 16 --size 256
-    python -m utils.synthetic --out data/demo/DIS-VD --layout dis5k --count 8 --size 320x240
+    python -m utils.data.synthetic --out data/demo/TrainDataset --count 16 --size 256
+    python -m utils.data.synthetic --out data/demo/DIS-VD --layout dis5k --count 8 --size 320x240
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from utils.pairing import LAYOUTS
+from utils.data.pairing import LAYOUTS
 
 PathLike = Union[str, os.PathLike]
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from utils.images import IMAGE_EXTENSIONS, MASK_EXTENSIONS
-from utils.pairing import LAYOUTS, TRAINING_SETS, chosen_set_names
+from utils.data.images import IMAGE_EXTENSIONS, MASK_EXTENSIONS
+from utils.data.pairing import LAYOUTS, TRAINING_SETS, chosen_set_names
 
 PathLike = Union[str, os.PathLike]
 log = logging.getLogger(__name__)

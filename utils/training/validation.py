@@ -10,12 +10,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from utils.amp import autocast
-from utils.devices import unwrap
-from utils.evaluation import new_metrics, step_metrics, summarize
-from utils.images import read_gt_mask, read_rgb
-from utils.inference import postprocess, preprocess
-from utils.pairing import scan_pairs
+from utils.common.amp import autocast
+from utils.common.devices import unwrap
+from utils.data.images import read_gt_mask, read_rgb
+from utils.data.pairing import scan_pairs
+from utils.evaluation.metrics import new_metrics, step_metrics, summarize
+from utils.inference.processing import postprocess, preprocess
 
 log = logging.getLogger("fsanet.train")
 
@@ -30,7 +30,7 @@ def validate(
     progress: bool = True,
 ) -> Dict[str, float]:
     """MAE and maxFβ of P1 on ``pairs``, post-processed as the authors test and scored by
-    eval.py's metric objects (``utils.evaluation``)."""
+    eval.py's metric objects (``utils.evaluation.metrics``)."""
     model = unwrap(model)
     was_training = model.training
     model.eval()

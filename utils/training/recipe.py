@@ -3,7 +3,7 @@
 Every batch is used for one optimiser step at each size rate (0.75, 1, 1.25 →
 544, 736, 928 for trainsize 736; bilinear, align_corners=True); loss
 0.7·L(P1) + 0.1·(L(P2) + L(P3) + L(P4)) with L = BCE + weighted IoU
-(``utils.losses``); AdaXW (``utils.adaxw``); poly LR per epoch,
+(``utils.training.losses``); AdaXW (``utils.training.adaxw``); poly LR per epoch,
 lr·(1 − epoch/E)^0.9 with epochs counted from 1; gradients clamped to ±clip
 before each step.
 """
@@ -21,10 +21,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from utils.adaxw import AdaXW
-from utils.amp import autocast
-from utils.distributed import DistInfo, all_reduce_sum
-from utils.losses import DEEP_SUPERVISION_WEIGHTS, deep_supervision_loss
+from utils.common.amp import autocast
+from utils.common.distributed import DistInfo, all_reduce_sum
+from utils.training.adaxw import AdaXW
+from utils.training.losses import DEEP_SUPERVISION_WEIGHTS, deep_supervision_loss
 
 log = logging.getLogger("fsanet.train")
 

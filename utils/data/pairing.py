@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from utils.images import IMAGE_EXTENSIONS, MASK_EXTENSIONS, image_size
+from utils.data.images import IMAGE_EXTENSIONS, MASK_EXTENSIONS, image_size
 
 PathLike = Union[str, os.PathLike]
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from lib.checkpoint import (
     read_checkpoint,
 )
 from lib.FSANet import FSANet, build_fsanet
-from utils.train_config import TrainConfig
+from utils.training.config import TrainConfig
 
 log = logging.getLogger("fsanet.train")
 

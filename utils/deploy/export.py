@@ -1,8 +1,8 @@
 """Export FSANet to ONNX, frequency branch included, and check it with onnxruntime.
 
-    python -m lib.export --pth_path models/FSANet-100.pth --out fsanet.onnx              # 992×992
-    python -m lib.export --pth_path models/FSANet-100.pth --out fsanet.onnx --size 512 512
-    python -m lib.export --pth_path models/FSANet-100.pth --out fsanet.onnx --dynamic    # any H, W, batch
+    python -m utils.deploy.export --pth_path models/FSANet-100.pth --out fsanet.onnx              # 992×992
+    python -m utils.deploy.export --pth_path models/FSANet-100.pth --out fsanet.onnx --size 512 512
+    python -m utils.deploy.export --pth_path models/FSANet-100.pth --out fsanet.onnx --dynamic    # any H, W, batch
 
 The graph maps a B×3×H×W ImageNet-normalised batch (input ``image``) to the P1
 logits B×1×H×W (output ``logits``), before the sigmoid; test.py's pre- and
@@ -93,7 +93,7 @@ def export_onnx(
     require_export_extra("onnx", "onnxscript")
     from torch.export import Dim
 
-    from utils.fileio import temporary_name
+    from utils.common.fileio import temporary_name
 
     height, width = (int(s) for s in size)
     if height % INPUT_MULTIPLE or width % INPUT_MULTIPLE:
@@ -176,14 +176,14 @@ def verify_onnx(
     """Run the ONNX file and ``model`` on the same image at each (H, W) and compare the
     test.py maps (sigmoid, min-max, 8 bits) they give.
 
-    The input is a synthetic DIS-like image (``utils.synthetic``), not noise, so the maps
+    The input is a synthetic DIS-like image (``utils.data.synthetic``), not noise, so the maps
     span the grey range the way real predictions do.
     """
     from PIL import Image
 
-    from utils.inference import preprocess
-    from utils.onnx_model import OnnxFSANet
-    from utils.synthetic import make_sample
+    from utils.data.synthetic import make_sample
+    from utils.inference.onnx_model import OnnxFSANet
+    from utils.inference.processing import preprocess
 
     runner = OnnxFSANet(onnx_path)
     result = []
@@ -205,15 +205,15 @@ def verify_onnx(
 
 
 def _map(logits: torch.Tensor, height: int, width: int) -> np.ndarray:
-    from utils.inference import postprocess
+    from utils.inference.processing import postprocess
 
     return postprocess(logits[0], (height, width)).astype(np.int16)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from utils.cli import HelpFormatter
+    from utils.common.cli import HelpFormatter
 
-    p = argparse.ArgumentParser(prog="python -m lib.export", description=__doc__, formatter_class=HelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m utils.deploy.export", description=__doc__, formatter_class=HelpFormatter)
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--pth_path", help="FSANet weights (.pth in any layout the loader takes, or .safetensors)")
     source.add_argument(

@@ -5,7 +5,7 @@ Files are decoded in parallel threads (Pillow releases the GIL while decoding).
 What was verified is remembered in a small JSON record, keyed by path, size and
 modification time, so that a second run (or a resume) does not decode again; a
 changed file is decoded again. The record holds each mask's conversion note
-(0/1 or colour mask, see :func:`utils.images.read_gt_mask`) too, so the warning
+(0/1 or colour mask, see :func:`utils.data.images.read_gt_mask`) too, so the warning
 about them is repeated without decoding.
 """
 
@@ -23,10 +23,10 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from tqdm import tqdm
 
-from utils.distributed import DistInfo, gather_objects
-from utils.fileio import atomic_write_text
-from utils.images import describe_mask_notes, read_gt_mask, read_rgb
-from utils.pairing import DatasetError
+from utils.common.distributed import DistInfo, gather_objects
+from utils.common.fileio import atomic_write_text
+from utils.data.images import describe_mask_notes, read_gt_mask, read_rgb
+from utils.data.pairing import DatasetError
 
 PathLike = Union[str, os.PathLike]
 log = logging.getLogger(__name__)

@@ -16,8 +16,8 @@ import socket
 from pathlib import Path
 from typing import List, Optional
 
-from utils.distributed import DistInfo, gather_objects
-from utils.fileio import TMP_PREFIX, TMP_SUFFIX, check_writable
+from utils.common.distributed import DistInfo, gather_objects
+from utils.common.fileio import TMP_PREFIX, TMP_SUFFIX, check_writable
 
 log = logging.getLogger(__name__)
 

@@ -32,9 +32,9 @@ import torch.utils.checkpoint
 from torch import nn
 
 from lib.FSANet import FSANet
-from utils.adaxw import AdaXW
-from utils.amp import AMP_DTYPES
-from utils.losses import deep_supervision_loss
+from utils.common.amp import AMP_DTYPES
+from utils.training.adaxw import AdaXW
+from utils.training.losses import deep_supervision_loss
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Figures of this repository: the architecture diagram and qualitative grids.
 
-    python -m utils.figures architecture --out Figures/architecture.png
-    python -m utils.figures grid --images data/TestDataset/DIS-TE1 --pred FSANet=results/FSANet/DIS-TE1 \
+    python -m utils.evaluation.figures architecture --out Figures/architecture.png
+    python -m utils.evaluation.figures grid --images data/TestDataset/DIS-TE1 --pred FSANet=results/FSANet/DIS-TE1 \
         --out Figures/grid.png
 """
 
@@ -15,9 +15,9 @@ from typing import Dict, Optional, Sequence, Union
 
 import numpy as np
 
-from utils.images import read_mask, read_rgb
-from utils.pairing import find_layout
-from utils.predict import list_images
+from utils.data.images import read_mask, read_rgb
+from utils.data.pairing import find_layout
+from utils.inference.predict import list_images
 
 PathLike = Union[str, os.PathLike]
 
@@ -88,7 +88,7 @@ def draw_architecture(out: PathLike) -> Path:
         fontsize=8,
         color="#555555",
     )
-    ax.set_title("FSANet as implemented here (python -m utils.figures architecture)", fontsize=11)
+    ax.set_title("FSANet as implemented here (python -m utils.evaluation.figures architecture)", fontsize=11)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, bbox_inches="tight")

@@ -25,17 +25,17 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from utils.devices import smallest_chunk
-from utils.distributed import DistInfo
-from utils.fileio import atomic_write
-from utils.images import read_gt_mask, read_rgb
-from utils.transforms import image_to_tensor, mask_to_tensor, resize_8bit
+from utils.common.devices import smallest_chunk
+from utils.common.distributed import DistInfo
+from utils.common.fileio import atomic_write
+from utils.data.images import read_gt_mask, read_rgb
+from utils.data.transforms import image_to_tensor, mask_to_tensor, resize_8bit
 
 PathLike = Union[str, os.PathLike]
 log = logging.getLogger(__name__)
 
 #: bump when the cached arrays' meaning changes: old entries are then ignored.
-CACHE_VERSION = 2  # 2: 0/1 and colour masks converted (utils.images.read_gt_mask)
+CACHE_VERSION = 2  # 2: 0/1 and colour masks converted (utils.data.images.read_gt_mask)
 
 
 def cache_key(path: Path, size: int, kind: str) -> str:
@@ -48,7 +48,7 @@ class TrainDataset(Dataset):
     """(image, mask) tensors at ``trainsize`` for a list of (image path, mask path) pairs.
 
     Args:
-        pairs: from :func:`utils.pairing.training_pairs`.
+        pairs: from :func:`utils.data.pairing.training_pairs`.
         trainsize: side of the square training input (the authors' 736).
         cache_dir: folder for resized copies (created); ``None`` decodes every time.
     """
