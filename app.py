@@ -12,24 +12,24 @@ threshold slider for the binary mask. Runs are queued: one model run at a time.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from typing import Optional, Sequence
 
 import torch
 
-from lib.checkpoint import CheckpointError
 from lib.configs import CONFIGS, get_config
 from lib.FSANet import build_fsanet
+from lib.keymap import CheckpointError
 from utils.common.amp import AMP_DTYPES
 from utils.common.cli import EXIT_REFUSED, HelpFormatter, positive_int, round_size
 from utils.common.devices import resolve_device
-from utils.deploy.export import ExportError
+from utils.common.logs import get_logger, setup_logging
 from utils.deploy.webapp import MAX_PIXELS, Segmenter, build_app, require_app_extra
+from utils.inference.onnx_model import OnnxError
 from utils.inference.predict import load_predictor
 
-log = logging.getLogger("fsanet.app")
+log = get_logger("app")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,15 +73,14 @@ def make_segmenter(args: argparse.Namespace) -> Segmenter:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's own health checks, one line each
+    setup_logging()
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home (and none possible offline)
     try:
         require_app_extra()
         if not 0 <= args.threshold <= 254:
             raise ValueError(f"--threshold {args.threshold}: choose 0–254")
         segmenter = make_segmenter(args)
-    except (ImportError, CheckpointError, ExportError, ValueError) as error:
+    except (ImportError, CheckpointError, OnnxError, ValueError) as error:
         log.error("%s", error)
         return EXIT_REFUSED
     demo = build_app(segmenter, threshold=args.threshold)

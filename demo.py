@@ -12,13 +12,13 @@ so the numbers only show that every stage works, not the paper's accuracy.
 from __future__ import annotations
 
 import argparse
-import logging
 import shutil
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from utils.data.pairing import DIS_SETS
+from utils.common.logs import get_logger, setup_logging
+from utils.data.sets import DIS_SETS
 from utils.data.synthetic import write_dataset
 from utils.evaluation.figures import draw_architecture, qualitative_grid
 from utils.evaluation.reports import evaluate_to_folder, format_table, provenance, provenance_line
@@ -26,7 +26,7 @@ from utils.inference.predict import run_prediction
 from utils.training.config import TrainConfig
 from utils.training.run import run_training
 
-log = logging.getLogger("fsanet.demo")
+log = get_logger("demo")
 
 
 def run_demo(out: Path, quick: bool = False, figures: Optional[Path] = None) -> dict:
@@ -108,7 +108,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--quick", action="store_true", help="the smallest run (CI)")
     parser.add_argument("--figures", default=None, help="figure folder (default <out>/figures)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    setup_logging()
     run_demo(Path(args.out), args.quick, Path(args.figures) if args.figures else None)
     return 0
 

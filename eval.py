@@ -12,18 +12,18 @@ HCE follows IS-Net's benchmark script by default (map > 128, mask > 128).
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from typing import Dict, Optional, Sequence
 
 from utils.common.cli import EXIT_INTERRUPTED, EXIT_REFUSED, HelpFormatter, positive_int
 from utils.common.fileio import OutputError
-from utils.data.pairing import DatasetError
+from utils.common.logs import get_logger, setup_logging
+from utils.data.folders import DatasetError
 from utils.evaluation.hce import HCE_RULES
-from utils.evaluation.metrics import EvaluationError
+from utils.evaluation.matching import EvaluationError
 from utils.evaluation.reports import evaluate_to_folder, format_table, provenance, provenance_line
 
-log = logging.getLogger("fsanet.eval")
+log = get_logger("eval")
 
 
 def _method(text: str) -> tuple:
@@ -91,7 +91,7 @@ def run_eval(args: argparse.Namespace):
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    setup_logging()
     try:
         results, paths = run_eval(args)
     except KeyboardInterrupt:

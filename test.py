@@ -12,19 +12,21 @@ each at its mask's size (with --input: at its image's size).
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from typing import Optional, Sequence
 
-from lib.checkpoint import CheckpointError
+from lib.keymap import CheckpointError
 from utils.common.amp import AMP_DTYPES
 from utils.common.cli import EXIT_INTERRUPTED, EXIT_REFUSED, HelpFormatter, non_negative_int, positive_int, round_size
+from utils.common.extras import MissingExtraError
 from utils.common.fileio import OutputError
-from utils.data.pairing import DIS_SETS, DatasetError
-from utils.deploy.export import ExportError
+from utils.common.logs import get_logger, setup_logging
+from utils.data.folders import DatasetError
+from utils.data.sets import DIS_SETS
+from utils.inference.onnx_model import OnnxError
 from utils.inference.predict import PredictReport, run_prediction
 
-log = logging.getLogger("fsanet.test")
+log = get_logger("test")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,13 +89,13 @@ def run_test(args: argparse.Namespace) -> PredictReport:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    setup_logging()
     try:
         report = run_test(args)
     except KeyboardInterrupt:
         log.error("interrupted; the maps written so far are complete (each is written whole or not at all)")
         return EXIT_INTERRUPTED
-    except (DatasetError, CheckpointError, OutputError, ExportError, ValueError) as error:
+    except (DatasetError, CheckpointError, OutputError, OnnxError, MissingExtraError, ValueError) as error:
         log.error("%s", error)
         return EXIT_REFUSED
     except OSError as error:  # a full disk, a folder that became unwritable

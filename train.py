@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import argparse
 import errno
-import logging
 import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from lib.checkpoint import CheckpointError, read_checkpoint
+from lib.checkpoint import read_checkpoint
 from lib.configs import CONFIGS
 from lib.FSANet import CHECKPOINT_PARTS
+from lib.keymap import CheckpointError
 from models.backbones import FREQUENCY_BACKBONES, SPATIAL_BACKBONES
 from utils.common.cli import (
     EXIT_INTERRUPTED,
@@ -32,7 +32,8 @@ from utils.common.cli import (
     round_size,
 )
 from utils.common.fileio import OutputError
-from utils.data.pairing import DatasetError
+from utils.common.logs import get_logger, setup_logging
+from utils.data.folders import DatasetError
 from utils.training.config import TrainConfig
 from utils.training.run import TrainingRun
 
@@ -205,8 +206,8 @@ def parse_config(argv: Optional[Sequence[str]] = None) -> TrainConfig:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    log = logging.getLogger("fsanet.train")
+    setup_logging()
+    log = get_logger("train")
     config = parse_config(argv)
     for name in ("trainsize", "val_size"):
         round_size(config, name, log)

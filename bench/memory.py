@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from lib.FSANet import CHECKPOINT_PARTS, build_fsanet, checkpoint_parts
-from utils.training.memory import AMP_DTYPES, estimate_training_memory
+from utils.common.amp import AMP_DTYPES
+from utils.training.memory import estimate_training_memory
 
 GIB = 2**30
 KEYS = ("parameters_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes", "total_bytes")

@@ -11,19 +11,20 @@ eval-free tools and ``app.py`` read it directly, as does ``train.py --pre_model`
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 
-from lib.checkpoint import CheckpointError, LoadReport, build_from_checkpoint
+from lib.checkpoint import LoadReport, build_from_checkpoint
+from lib.keymap import CheckpointError
 from lib.safetensors_file import SUFFIX, read_safetensors, save_safetensors
 from utils.common.cli import EXIT_REFUSED, HelpFormatter
 from utils.common.fileio import OutputError, check_writable
+from utils.common.logs import get_logger, setup_logging
 
-log = logging.getLogger("fsanet.convert")
+log = get_logger(__name__)
 
 
 def convert_to_safetensors(source: Path, target: Path) -> LoadReport:
@@ -51,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    setup_logging()
     try:
         report = convert_to_safetensors(Path(args.source), Path(args.out))
     except (CheckpointError, OutputError, OSError) as error:

@@ -21,13 +21,15 @@ from PIL import Image
 import eval as eval_cli
 import test as test_cli
 import train as train_cli
-from lib.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from lib.checkpoint import read_checkpoint, save_checkpoint
 from lib.configs import get_config
 from lib.FSANet import build_fsanet
+from lib.keymap import CheckpointError
 from utils.data.checks import verify_pairs
 from utils.data.dataset import TrainDataset
+from utils.data.folders import DatasetError
 from utils.data.images import read_gt_mask
-from utils.data.pairing import DatasetError, training_pairs
+from utils.data.pairing import training_pairs
 from utils.training.run import run_training
 from utils.training.run_folder import LOCK_NAME
 

@@ -13,16 +13,10 @@ from conftest import load_manifest
 from official_weights import recipe_state_dict
 
 from lib.backbone_weights import load_backbone_weights
-from lib.checkpoint import (
-    CheckpointError,
-    authors_to_fsanet,
-    build_from_checkpoint,
-    load_fsanet_weights,
-    read_checkpoint,
-    save_checkpoint,
-)
+from lib.checkpoint import build_from_checkpoint, load_fsanet_weights, read_checkpoint, save_checkpoint
 from lib.configs import get_config
 from lib.FSANet import FSANet, build_fsanet
+from lib.keymap import CheckpointError, authors_to_fsanet
 
 
 def _fill(state_dict, seed=0):

@@ -11,8 +11,9 @@ import torch
 from PIL import Image
 
 from utils.data.dataset import TrainDataset
+from utils.data.folders import DatasetError
 from utils.data.images import read_mask, read_rgb
-from utils.data.pairing import DatasetError, scan_pairs, training_pairs
+from utils.data.pairing import scan_pairs, training_pairs
 from utils.data.synthetic import make_sample, write_dataset
 
 

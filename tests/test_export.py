@@ -18,8 +18,9 @@ onnx = pytest.importorskip("onnx", reason="the export extra is not installed: pi
 pytest.importorskip("onnxscript", reason="the export extra is not installed: pip install -e .[export]")
 pytest.importorskip("onnxruntime", reason="the export extra is not installed: pip install -e .[export]")
 
-from utils.deploy.export import ExportError, export_onnx, require_export_extra, verify_onnx  # noqa: E402
-from utils.inference.onnx_model import OnnxFSANet  # noqa: E402
+from utils.common.extras import MissingExtraError, require_extra  # noqa: E402
+from utils.deploy.export import export_onnx, verify_onnx  # noqa: E402
+from utils.inference.onnx_model import OnnxError, OnnxFSANet  # noqa: E402
 
 
 def _op_types(path):
@@ -104,14 +105,14 @@ def test_fresh_model_dynamic_export_and_test_py_onnx(tmp_path):
 
 
 def test_a_missing_extra_is_named_with_its_install_command():
-    with pytest.raises(ExportError, match=r"no_such_module_xyz not installed.*pip install -e \.\[export\]"):
-        require_export_extra("no_such_module_xyz")
+    with pytest.raises(MissingExtraError, match=r"no_such_module_xyz not installed.*pip install -e \.\[export\]"):
+        require_extra("export", "ONNX export", "no_such_module_xyz")
 
 
 def test_a_file_that_is_not_onnx_gets_one_error(tmp_path):
     bad = tmp_path / "fsanet.onnx"
     bad.write_bytes(b"not a model")
-    with pytest.raises(ExportError, match="fsanet.onnx: onnxruntime cannot load it"):
+    with pytest.raises(OnnxError, match="fsanet.onnx: onnxruntime cannot load it"):
         OnnxFSANet(bad)
 
 
@@ -120,7 +121,7 @@ def test_export_cli_writes_a_verified_file_and_refuses_bad_sizes(tmp_path, caplo
 
     from utils.deploy.export import main as export_main
 
-    caplog.set_level(logging.INFO, logger="fsanet.export")
+    caplog.set_level(logging.INFO, logger="fsanet")
     out = tmp_path / "small.onnx"
     assert export_main(["--random_init", "fsanet_small", "--out", str(out), "--size", "64", "96"]) == 0
     assert OnnxFSANet(out).fixed_size() == (64, 96)

@@ -17,7 +17,8 @@ from PIL import Image
 import eval as eval_cli
 import test as test_cli
 from utils.data.synthetic import write_dataset
-from utils.evaluation.metrics import EvaluationError, evaluate, new_metrics, step_metrics, summarize
+from utils.evaluation.matching import EvaluationError
+from utils.evaluation.metrics import evaluate, new_metrics, step_metrics, summarize
 
 # the direct comparison uses pysodmetrics' classic Fmeasure, which warns that FmeasureV2 replaces it
 pytestmark = pytest.mark.filterwarnings("ignore:This class will be removed")
@@ -311,7 +312,7 @@ def test_demo_runs_end_to_end(tmp_path):
 
 
 def test_training_set_is_left_out_unless_named(tmp_path):
-    from utils.evaluation.metrics import find_gt_sets
+    from utils.evaluation.matching import find_gt_sets
     from utils.inference.predict import find_test_sets
 
     for name, sub in (("DIS-TR", "im"), ("DIS-TE2", "im"), ("DIS-VD", "Imgs"), ("MySet", "Imgs")):

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lib.checkpoint import AUTHORS_UNUSED, authors_optimizer_to_fsanet
+from lib.keymap import AUTHORS_UNUSED, authors_optimizer_to_fsanet
 from utils.training.adaxw import AdaXW
 from utils.training.losses import boundary_weight, deep_supervision_loss, structure_loss
 from utils.training.recipe import make_scheduler, scaled_sizes

@@ -9,11 +9,11 @@ import struct
 import pytest
 import torch
 
-from lib.checkpoint import CheckpointError, build_from_checkpoint, load_fsanet_weights, save_checkpoint
+from lib.checkpoint import build_from_checkpoint, load_fsanet_weights, save_checkpoint
 from lib.configs import get_config
 from lib.convert import main as convert_main
 from lib.FSANet import FSANet, build_fsanet
-from lib.keymap import AUTHORS_UNUSED, authors_to_fsanet
+from lib.keymap import AUTHORS_UNUSED, CheckpointError, authors_to_fsanet
 
 
 def _header(path):

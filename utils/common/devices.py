@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import List, Optional
 
 import torch
@@ -10,8 +9,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from utils.common.distributed import DistInfo
+from utils.common.logs import get_logger
 
-log = logging.getLogger("fsanet.train")
+log = get_logger(__name__)
 
 
 def resolve_device(name: Optional[str]) -> torch.device:

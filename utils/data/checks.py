@@ -12,7 +12,6 @@ about them is repeated without decoding.
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -25,11 +24,12 @@ from tqdm import tqdm
 
 from utils.common.distributed import DistInfo, gather_objects
 from utils.common.fileio import atomic_write_text
+from utils.common.logs import get_logger
+from utils.data.folders import DatasetError
 from utils.data.images import describe_mask_notes, read_gt_mask, read_rgb
-from utils.data.pairing import DatasetError
 
 PathLike = Union[str, os.PathLike]
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 RECORD_VERSION = 1
 

@@ -15,7 +15,6 @@ size is re-decoded and never read stale.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
@@ -28,11 +27,12 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from utils.common.devices import smallest_chunk
 from utils.common.distributed import DistInfo
 from utils.common.fileio import atomic_write
+from utils.common.logs import get_logger
 from utils.data.images import read_gt_mask, read_rgb
 from utils.data.transforms import image_to_tensor, mask_to_tensor, resize_8bit
 
 PathLike = Union[str, os.PathLike]
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 #: bump when the cached arrays' meaning changes: old entries are then ignored.
 CACHE_VERSION = 2  # 2: 0/1 and colour masks converted (utils.data.images.read_gt_mask)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -154,7 +153,3 @@ def image_size(path: PathLike) -> Tuple[int, int]:
             return image.size
     except Image.DecompressionBombError as error:
         raise ImageReadError(f"{path}: larger than Pillow's limit of {Image.MAX_IMAGE_PIXELS} pixels ({error})") from None
-
-
-def is_image_file(path: PathLike, extensions: Tuple[str, ...] = IMAGE_EXTENSIONS) -> bool:
-    return Path(path).suffix.lower() in extensions

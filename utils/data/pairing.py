@@ -7,45 +7,20 @@ file that cannot be paired is named.
 
 from __future__ import annotations
 
-import logging
 import os
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
+from utils.common.logs import get_logger
+from utils.data.folders import DatasetError, list_folder
 from utils.data.images import IMAGE_EXTENSIONS, MASK_EXTENSIONS, image_size
 
 PathLike = Union[str, os.PathLike]
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 #: (image folder, mask folder) of each supported layout.
 LAYOUTS: Dict[str, Tuple[str, str]] = {"authors": ("Imgs", "GT"), "dis5k": ("im", "gt")}
-
-#: DIS5K's evaluation sets in the authors' order; DIS-TR is the training set.
-DIS_SETS: Tuple[str, ...] = ("DIS-VD", "DIS-TE1", "DIS-TE2", "DIS-TE3", "DIS-TE4")
-TE_SETS: Tuple[str, ...] = DIS_SETS[1:]
-TRAINING_SETS: Tuple[str, ...] = ("DIS-TR",)
-
-
-def evaluation_set_names(root: PathLike) -> Tuple[List[str], List[str]]:
-    """``(sets, training sets left out)``: the sub-folders of ``root`` to predict or score
-    by default: DIS5K's evaluation sets first (their order), then any other folder;
-    DIS-TR (3,000 training images) only when named explicitly."""
-    present = sorted(p.name for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith("."))
-    names = [n for n in DIS_SETS if n in present] + [n for n in present if n not in DIS_SETS]
-    return [n for n in names if n not in TRAINING_SETS], [n for n in names if n in TRAINING_SETS]
-
-
-def chosen_set_names(root: PathLike, sets: Optional[Sequence[str]], action: str) -> List[str]:
-    """``sets`` when given, else :func:`evaluation_set_names` with the left-out training sets logged."""
-    if sets:
-        return list(sets)
-    names, training = evaluation_set_names(root)
-    if training:
-        log.info("%s: left out %s (training data; name it in --sets to %s it)", root, ", ".join(training), action)
-    return names
-
 
 LAYOUT_HELP = (
     "expected one of these layouts:\n"
@@ -54,10 +29,6 @@ LAYOUT_HELP = (
     f"images: {' '.join(IMAGE_EXTENSIONS)}; masks: {' '.join(MASK_EXTENSIONS)}; "
     "an image and its mask share the file stem"
 )
-
-
-class DatasetError(ValueError):
-    """A dataset folder that cannot be used as it is; the message says what to fix."""
 
 
 def find_layout(root: PathLike, need_masks: bool = True) -> Tuple[str, Path, Optional[Path]]:
@@ -126,36 +97,26 @@ class PairScan:
         return "\n".join(lines)
 
 
-def _list_files(folder: Path, extensions: Tuple[str, ...], scan: PairScan) -> Dict[str, Path]:
-    by_stem: Dict[str, List[Path]] = defaultdict(list)
-    for entry in sorted(folder.iterdir()):
-        if entry.name.startswith(".") or entry.is_dir():
-            continue  # hidden files (.DS_Store, editors' temp files) and sub-folders
-        if entry.suffix.lower() not in extensions:
-            scan.not_images.append(str(entry.relative_to(scan.root)))
-            continue
-        by_stem[entry.stem].append(entry)
-    files: Dict[str, Path] = {}
-    for stem, paths in by_stem.items():
-        if len(paths) > 1:
-            scan.duplicate_stems.append(", ".join(str(p.relative_to(scan.root)) for p in paths))
-            scan.ambiguous.add(stem)
-        else:
-            files[stem] = paths[0]
+def _unique_files(folder: Path, extensions: Tuple[str, ...], scan: PairScan) -> Dict[str, Path]:
+    listing = list_folder(folder, extensions)
+    scan.not_images.extend(str(p.relative_to(scan.root)) for p in listing.others)
+    files, duplicates = listing.unique()
+    for paths in duplicates:
+        scan.duplicate_stems.append(", ".join(str(p.relative_to(scan.root)) for p in paths))
+        scan.ambiguous.add(paths[0].stem)
     return files
 
 
-def scan_pairs(root: PathLike, check_sizes: bool = True) -> PairScan:
+def scan_pairs(root: PathLike) -> PairScan:
     """Pair images and masks under ``root`` by stem, in either layout.
 
-    With ``check_sizes`` every file's header is read: unreadable files are listed
-    and pairs whose image and mask sizes differ go to ``size_mismatch`` (the
-    authors drop those pairs).
+    Every file's header is read: unreadable files are listed and pairs whose image
+    and mask sizes differ go to ``size_mismatch`` (the authors drop those pairs).
     """
     layout, image_dir, mask_dir = find_layout(root)
     scan = PairScan(Path(root), layout, image_dir, mask_dir)
-    images = _list_files(image_dir, IMAGE_EXTENSIONS, scan)
-    masks = _list_files(mask_dir, MASK_EXTENSIONS, scan)
+    images = _unique_files(image_dir, IMAGE_EXTENSIONS, scan)
+    masks = _unique_files(mask_dir, MASK_EXTENSIONS, scan)
     # a stem with two images (or masks) is reported as ambiguous, not its partner as unpaired
     scan.images_without_mask = [
         str(images[s].relative_to(scan.root)) for s in sorted(set(images) - set(masks) - scan.ambiguous)
@@ -165,18 +126,17 @@ def scan_pairs(root: PathLike, check_sizes: bool = True) -> PairScan:
     ]
     for stem in sorted(set(images) & set(masks)):
         image, mask = images[stem], masks[stem]
-        if check_sizes:
-            sizes = []
-            for path in (image, mask):
-                try:
-                    sizes.append(image_size(path))
-                except Exception as error:  # noqa: BLE001  (Pillow raises many types)
-                    scan.unreadable.append(f"{path.relative_to(scan.root)} ({type(error).__name__})")
-            if len(sizes) < 2:
-                continue
-            if sizes[0] != sizes[1]:
-                scan.size_mismatch.append(f"{stem} (image {sizes[0][0]}×{sizes[0][1]}, mask {sizes[1][0]}×{sizes[1][1]})")
-                continue
+        sizes = []
+        for path in (image, mask):
+            try:
+                sizes.append(image_size(path))
+            except Exception as error:  # noqa: BLE001  (Pillow raises many types)
+                scan.unreadable.append(f"{path.relative_to(scan.root)} ({type(error).__name__})")
+        if len(sizes) < 2:
+            continue
+        if sizes[0] != sizes[1]:
+            scan.size_mismatch.append(f"{stem} (image {sizes[0][0]}×{sizes[0][1]}, mask {sizes[1][0]}×{sizes[1][1]})")
+            continue
         scan.pairs.append((image, mask))
     return scan
 

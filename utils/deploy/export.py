@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from dataclasses import dataclass
@@ -31,32 +30,26 @@ import numpy as np
 import torch
 from torch import nn
 
-from lib.checkpoint import CheckpointError, build_from_checkpoint
+from lib.checkpoint import build_from_checkpoint
 from lib.configs import CONFIGS, get_config
 from lib.FSANet import INPUT_MULTIPLE, build_fsanet
+from lib.keymap import CheckpointError
+from utils.common.extras import MissingExtraError, require_extra
+from utils.common.logs import get_logger, setup_logging
+from utils.inference.onnx_model import OnnxError
 
 PathLike = Union[str, os.PathLike]
-log = logging.getLogger("fsanet.export")
+log = get_logger(__name__)
 
 #: ONNX opset: 20 has the DFT form the exporter writes for torch.fft.
 OPSET = 20
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
 #: largest multiple of 32 (per side) a --dynamic file is exported for
 MAX_DYNAMIC_SIDE = 4096
-EXTRA_HINT = "pip install -e .[export]  (onnx, onnxscript, onnxruntime)"
 
 
-class ExportError(RuntimeError):
+class ExportError(OnnxError):
     """An export that failed or did not verify; the message says what to do."""
-
-
-def require_export_extra(*modules: str) -> None:
-    """Raise an :class:`ExportError` naming the extra when an optional package is missing."""
-    import importlib.util
-
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if missing:
-        raise ExportError(f"{', '.join(missing)} not installed; ONNX export and --onnx need: {EXTRA_HINT}")
 
 
 #: output names of an ``all_outputs`` export, FSANetOutput's fields
@@ -90,7 +83,7 @@ def export_onnx(
     the example traced (then H, W and the batch are free; H and W must stay multiples of 32).
     ``all_outputs`` also exports P2–P4 and the frequency map (:data:`ALL_OUTPUT_NAMES`).
     """
-    require_export_extra("onnx", "onnxscript")
+    require_extra("export", "ONNX export", "onnx", "onnxscript")
     from torch.export import Dim
 
     from utils.common.fileio import temporary_name
@@ -239,10 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("onnxscript").setLevel(logging.WARNING)  # one line per graph rewrite otherwise
+    setup_logging()
     try:
-        require_export_extra("onnx", "onnxscript", "onnxruntime")
+        require_extra("export", "ONNX export", "onnx", "onnxscript", "onnxruntime")
         if args.pth_path:
             model, report = build_from_checkpoint(args.pth_path)
             log.info("%s", report)
@@ -269,7 +261,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     "these weights make FSANet's map numerically chaotic at a few pixels (PyTorch's own map "
                     "moves there under a 1e-6 change of the input); the export agrees elsewhere"
                 )
-    except (CheckpointError, ExportError, ValueError, OSError) as error:  # nothing usable was written
+    except (CheckpointError, ExportError, MissingExtraError, ValueError, OSError) as error:  # nothing usable was written
         log.error("%s", error)
         return 2
     return 0

@@ -7,7 +7,6 @@ Everything but :func:`build_app` is plain Python and numpy, tested without a bro
 
 from __future__ import annotations
 
-import logging
 import os
 import tempfile
 import threading
@@ -22,13 +21,14 @@ import torch
 from PIL import Image
 from torch import nn
 
+from utils.common.extras import require_extra
+from utils.common.logs import get_logger
 from utils.data.images import image_size, read_rgb
 from utils.inference.predict import predict_image, write_png
 
 PathLike = Union[str, os.PathLike]
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
-APP_EXTRA_HINT = "pip install -e .[app]  (gradio)"
 #: the default upper bound on an upload's pixels (a 12-megapixel photo is 12e6)
 MAX_PIXELS = 60_000_000
 #: overlay colour (RGB) and opacity over the object
@@ -36,11 +36,8 @@ OVERLAY_RGB, OVERLAY_ALPHA = (255, 40, 90), 0.5
 
 
 def require_app_extra() -> None:
-    """An ImportError naming the install command when gradio is missing."""
-    import importlib.util
-
-    if importlib.util.find_spec("gradio") is None:
-        raise ImportError(f"the web app needs gradio, which is not installed: {APP_EXTRA_HINT}")
+    """A :class:`MissingExtraError` naming the install command when gradio is missing."""
+    require_extra("app", "the web app", "gradio")
 
 
 @dataclass

@@ -15,9 +15,9 @@ from typing import Dict, Optional, Sequence, Union
 
 import numpy as np
 
+from utils.data.folders import list_images
 from utils.data.images import read_mask, read_rgb
 from utils.data.pairing import find_layout
-from utils.inference.predict import list_images
 
 PathLike = Union[str, os.PathLike]
 

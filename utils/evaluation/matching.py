@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+from utils.common.logs import get_logger
+from utils.data.folders import DatasetError, list_folder
 from utils.data.images import IMAGE_EXTENSIONS, MASK_EXTENSIONS
-from utils.data.pairing import LAYOUTS, TRAINING_SETS, chosen_set_names
+from utils.data.sets import find_sets
 
 PathLike = Union[str, os.PathLike]
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 #: one mask and the prediction of each method that has one for it.
 MaskItem = Tuple[Path, Dict[str, Path]]
@@ -33,30 +34,23 @@ class SetMatch:
     pred_dir_exists: bool = True
 
 
-def _by_stem(
-    folder: Path, extensions: Tuple[str, ...], not_images: List[str], ambiguous: Optional[List[str]] = None
-) -> Dict[str, Path]:
-    by_stem: Dict[str, List[Path]] = {}
-    for entry in sorted(folder.iterdir()):
-        if entry.is_dir() or entry.name.startswith("."):
-            continue
-        if entry.suffix.lower() in extensions:
-            by_stem.setdefault(entry.stem, []).append(entry)
-        else:
-            not_images.append(str(entry))
-    if ambiguous is not None:
-        ambiguous.extend(", ".join(str(p) for p in paths) for paths in by_stem.values() if len(paths) > 1)
-    return {stem: paths[0] for stem, paths in by_stem.items()}
+def _by_stem(folder: Path, extensions: Tuple[str, ...], match: SetMatch, note_ambiguous: bool) -> Dict[str, Path]:
+    listing = list_folder(folder, extensions)
+    match.not_images.extend(str(p) for p in listing.others)
+    groups = listing.by_stem()
+    if note_ambiguous:
+        match.ambiguous.extend(", ".join(str(p) for p in paths) for paths in groups.values() if len(paths) > 1)
+    return {stem: paths[0] for stem, paths in groups.items()}
 
 
 def match_set(mask_dir: Path, pred_dir: Path) -> SetMatch:
     match = SetMatch(pred_dir_exists=pred_dir.is_dir())
-    masks = _by_stem(mask_dir, MASK_EXTENSIONS, match.not_images)
+    masks = _by_stem(mask_dir, MASK_EXTENSIONS, match, False)
     if not masks:
         raise EvaluationError(
             f"{mask_dir}: no mask files ({' '.join(MASK_EXTENSIONS)}); the ground truth is missing here, not the predictions"
         )
-    preds = _by_stem(pred_dir, IMAGE_EXTENSIONS, match.not_images, match.ambiguous) if match.pred_dir_exists else {}
+    preds = _by_stem(pred_dir, IMAGE_EXTENSIONS, match, True) if match.pred_dir_exists else {}
     for stem, mask in masks.items():
         if stem in preds:
             match.pairs.append((preds[stem], mask))
@@ -66,24 +60,11 @@ def match_set(mask_dir: Path, pred_dir: Path) -> SetMatch:
 
 
 def find_gt_sets(gt_root: PathLike, sets: Optional[Sequence[str]] = None) -> List[Tuple[str, Path]]:
-    """``(set, mask folder)`` for each set under ``gt_root``: the named ``sets``, or the
-    evaluation sets found (DIS5K's first; DIS-TR only when named)."""
-    gt_root = Path(gt_root)
-    if not gt_root.is_dir():
-        raise EvaluationError(f"{gt_root}: no such folder; expected <gt_root>/<set>/GT (or gt)")
-    names = chosen_set_names(gt_root, sets, "score")
-    found = []
-    for name in names:
-        mask_dir = next((gt_root / name / sub for _, sub in LAYOUTS.values() if (gt_root / name / sub).is_dir()), None)
-        if mask_dir is None:
-            if sets:
-                raise EvaluationError(f"{gt_root / name}: no GT/ or gt/ mask folder")
-            continue
-        found.append((name, mask_dir))
-    if not found:
-        hint = f" (only {', '.join(TRAINING_SETS)}, left out unless named in --sets)" if not sets else ""
-        raise EvaluationError(f"{gt_root}: no set with masks found{hint}; expected <gt_root>/<set>/GT or <set>/gt")
-    return found
+    """``(set, mask folder)`` for each set under ``gt_root`` (:func:`utils.data.sets.find_sets`)."""
+    try:
+        return [(name, masks) for name, _, masks in find_sets(gt_root, sets, "masks")]
+    except DatasetError as error:
+        raise EvaluationError(str(error)) from None
 
 
 def mask_items(matches: Dict[str, SetMatch]) -> List[MaskItem]:

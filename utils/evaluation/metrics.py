@@ -15,7 +15,6 @@ so the numbers equal one sequential pass.
 
 from __future__ import annotations
 
-import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -27,13 +26,14 @@ import numpy as np
 import py_sod_metrics as sod
 from tqdm import tqdm
 
+from utils.common.logs import get_logger
 from utils.data.images import ImageReadError, describe_mask_notes, read_gt_mask, read_mask
-from utils.data.pairing import TE_SETS
+from utils.data.sets import TE_SETS
 from utils.evaluation.hce import HCE_RULES, HumanCorrectionEffort, binarize_mask, gt_skeleton
 from utils.evaluation.matching import EvaluationError, MaskItem, find_gt_sets, mask_items, match_set
 
 PathLike = Union[str, os.PathLike]
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 METRIC_KEYS = ("maxFm", "meanFm", "wFm", "MAE", "Sm", "meanEm", "maxEm", "HCE")
 OVERALL = "Overall"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 import os
 import platform
 from importlib import metadata
@@ -19,12 +18,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from utils.common.fileio import check_writable
-from utils.data.pairing import DIS_SETS
+from utils.common.logs import get_logger
+from utils.data.sets import DIS_SETS
 from utils.evaluation.hce import HCE_RULE_TEXT
 from utils.evaluation.metrics import METRIC_KEYS, OVERALL_TEXT, Curves, Results, evaluate
 
 PathLike = Union[str, os.PathLike]
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 #: arrows for the table header: higher or lower is better.
 BETTER = {"maxFm": "↑", "meanFm": "↑", "wFm": "↑", "MAE": "↓", "Sm": "↑", "meanEm": "↑", "maxEm": "↑", "HCE": "↓"}

@@ -13,7 +13,13 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import torch
 from torch import nn
 
+from utils.common.extras import require_extra
+
 PathLike = Union[str, os.PathLike]
+
+
+class OnnxError(RuntimeError):
+    """An ONNX file that cannot be run here; the message says what to do."""
 
 
 class OnnxFSANet(nn.Module):
@@ -25,15 +31,13 @@ class OnnxFSANet(nn.Module):
 
     def __init__(self, path: PathLike, device: str = "cpu", threads: Optional[int] = None) -> None:
         super().__init__()
-        from utils.deploy.export import ExportError, require_export_extra
-
-        require_export_extra("onnxruntime")
+        require_extra("export", "--onnx", "onnxruntime")
         import onnxruntime as ort
 
         providers = ["CPUExecutionProvider"]
         if device.startswith("cuda"):
             if "CUDAExecutionProvider" not in ort.get_available_providers():
-                raise ExportError("--device cuda with --onnx needs onnxruntime-gpu; this onnxruntime runs on the CPU only")
+                raise OnnxError("--device cuda with --onnx needs onnxruntime-gpu; this onnxruntime runs on the CPU only")
             providers.insert(0, "CUDAExecutionProvider")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads if threads is not None else torch.get_num_threads()
@@ -41,7 +45,7 @@ class OnnxFSANet(nn.Module):
         try:
             self.session = ort.InferenceSession(self.path, options, providers=providers)
         except Exception as error:  # noqa: BLE001  (onnxruntime raises its own exception types)
-            raise ExportError(
+            raise OnnxError(
                 f"{path}: onnxruntime cannot load it ({type(error).__name__}: {str(error)[:200]}); "
                 "export it again with python -m utils.deploy.export"
             ) from None

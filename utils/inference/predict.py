@@ -9,7 +9,6 @@ a crash never loses or truncates the maps already written.
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,12 +26,14 @@ from lib.checkpoint import build_from_checkpoint
 from utils.common.amp import AMP_DTYPES, autocast
 from utils.common.devices import resolve_device
 from utils.common.fileio import atomic_write_bytes, check_writable
+from utils.common.logs import get_logger
+from utils.data.folders import DatasetError, list_images
 from utils.data.images import IMAGE_EXTENSIONS, MASK_EXTENSIONS, image_size, read_rgb
-from utils.data.pairing import DIS_SETS, DatasetError, chosen_set_names, find_layout
+from utils.data.sets import find_sets
 from utils.inference.processing import postprocess, preprocess
 
 PathLike = Union[str, os.PathLike]
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 @dataclass
@@ -52,53 +53,10 @@ class PredictReport:
     skipped: List[str] = field(default_factory=list)  # files that are not images
 
 
-def list_images(path: PathLike, report: Optional[PredictReport] = None) -> List[Path]:
-    """An image file, or the image files of a folder (sorted; others go to ``report.skipped``)."""
-    path = Path(path)
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
-        raise DatasetError(f"{path}: no such file or folder")
-    images = []
-    for entry in sorted(path.iterdir()):
-        if entry.is_dir() or entry.name.startswith("."):
-            continue
-        if entry.suffix.lower() in IMAGE_EXTENSIONS:
-            images.append(entry)
-        elif report is not None:
-            report.skipped.append(str(entry))
-    return images
-
-
 def find_test_sets(test_path: PathLike, sets: Optional[Sequence[str]] = None) -> List[Tuple[str, Path, Optional[Path]]]:
-    """``(set name, image folder, mask folder or None)`` for each DIS set under ``test_path``.
-
-    Without ``sets``: the evaluation sets present (DIS-VD, DIS-TE1..4), then any other
-    sub-folder in either layout; DIS-TR is predicted only when named in ``sets``.
-    """
-    test_path = Path(test_path)
-    if not test_path.is_dir():
-        raise DatasetError(
-            f"{test_path}: no such folder; expected <test_path>/<set>/Imgs (or im) with sets like {', '.join(DIS_SETS)}"
-        )
-    if sets:
-        absent = [n for n in sets if not (test_path / n).is_dir()]
-        if absent:
-            found = sorted(p.name for p in test_path.iterdir() if p.is_dir())
-            raise DatasetError(f"{test_path}: no set folder {absent}; found {found}")
-    names = chosen_set_names(test_path, sets, "predict")
-    found = []
-    for name in names:
-        try:
-            _, images, masks = find_layout(test_path / name, need_masks=False)
-        except DatasetError:
-            if sets:
-                raise
-            continue  # an unrelated folder
-        found.append((name, images, masks))
-    if not found:
-        raise DatasetError(f"{test_path}: no test set found; expected <set>/Imgs + <set>/GT or <set>/im + <set>/gt")
-    return found
+    """``(set name, image folder, mask folder or None)`` for each set under ``test_path``
+    (:func:`utils.data.sets.find_sets`)."""
+    return find_sets(test_path, sets, "images")
 
 
 def _mask_for(image: Path, mask_dir: Optional[Path]) -> Optional[Path]:
@@ -114,7 +72,7 @@ def _mask_for(image: Path, mask_dir: Optional[Path]) -> Optional[Path]:
 def set_jobs(image_dir: Path, mask_dir: Optional[Path], out_dir: Path, report: PredictReport) -> List[Job]:
     """One job per image of a test set; maps at their mask's size when there is one."""
     jobs = []
-    for image in list_images(image_dir, report):
+    for image in list_images(image_dir, report.skipped):
         mask = _mask_for(image, mask_dir)
         size = None
         if mask is not None:
@@ -321,7 +279,7 @@ def run_prediction(
     report = PredictReport()
     save_path = Path(save_path)
     if input:
-        images = list_images(input, report)
+        images = list_images(input, report.skipped)
         if not images:
             raise DatasetError(
                 f"--input {input}: no image files found (extensions: {' '.join(IMAGE_EXTENSIONS)})"
@@ -373,7 +331,6 @@ __all__ = [
     "PredictReport",
     "find_test_sets",
     "input_jobs",
-    "list_images",
     "load_predictor",
     "predict_image",
     "predict_jobs",

@@ -10,7 +10,6 @@ before each step.
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -23,10 +22,11 @@ from tqdm import tqdm
 
 from utils.common.amp import autocast
 from utils.common.distributed import DistInfo, all_reduce_sum
+from utils.common.logs import get_logger
 from utils.training.adaxw import AdaXW
 from utils.training.losses import DEEP_SUPERVISION_WEIGHTS, deep_supervision_loss
 
-log = logging.getLogger("fsanet.train")
+log = get_logger(__name__)
 
 #: the authors' AdaXW settings besides lr and weight decay (their AdaXW defaults).
 ADAX_BETAS = (0.9, 1e-4)

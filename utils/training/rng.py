@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 import random
 from typing import Any, Dict
 
 import numpy as np
 import torch
 
-log = logging.getLogger("fsanet.train")
+from utils.common.logs import get_logger
+
+log = get_logger(__name__)
 
 
 def rng_state() -> Dict[str, Any]:

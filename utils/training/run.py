@@ -28,6 +28,7 @@ from utils.common.amp import AMP_DTYPES
 from utils.common.devices import data_parallel_device, data_parallel_gpus, resolve_device, smallest_chunk, wrap_model
 from utils.common.distributed import DistInfo, barrier, cleanup, gather_objects, init_distributed
 from utils.common.fileio import check_writable
+from utils.common.logs import get_logger
 from utils.data.checks import decode_file, verify_training_files
 from utils.data.dataset import TrainDataset, make_train_loader
 from utils.data.pairing import training_pairs
@@ -38,7 +39,7 @@ from utils.training.run_folder import PACKAGE_LOGGERS, add_log_file, agree, prep
 from utils.training.start import prepare_model
 from utils.training.validation import validate, validation_pairs
 
-log = logging.getLogger("fsanet.train")
+log = get_logger(__name__)
 
 
 @dataclass

@@ -18,12 +18,13 @@ from typing import List, Optional
 
 from utils.common.distributed import DistInfo, gather_objects
 from utils.common.fileio import TMP_PREFIX, TMP_SUFFIX, check_writable
+from utils.common.logs import LOG_FORMAT, ROOT_LOGGER, get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 LOCK_NAME = ".train.lock"
 #: this repository's loggers; train.log receives theirs (the root logger is left to the scripts).
-PACKAGE_LOGGERS = ("fsanet", "utils", "lib", "models")
+PACKAGE_LOGGERS = (ROOT_LOGGER,)
 
 
 class RunFolderError(ValueError):
@@ -140,7 +141,7 @@ def prepare_run_folder(checkpoint_dir: Path, log_dir: Path, resume_from: Optiona
 def add_log_file(path: Path) -> logging.Handler:
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
     handler.setLevel(logging.INFO)
     for name in PACKAGE_LOGGERS:
         logger = logging.getLogger(name)

@@ -3,7 +3,6 @@ weights (``--pre_model``), or a run of this project continued exactly (``--resum
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -11,17 +10,13 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 
 from lib.backbone_weights import load_backbone_weights
-from lib.checkpoint import (
-    CheckpointError,
-    authors_optimizer_to_fsanet,
-    detect_layout,
-    load_fsanet_checkpoint,
-    read_checkpoint,
-)
+from lib.checkpoint import load_fsanet_checkpoint, read_checkpoint
 from lib.FSANet import FSANet, build_fsanet
+from lib.keymap import CheckpointError, authors_optimizer_to_fsanet, detect_layout
+from utils.common.logs import get_logger
 from utils.training.config import TrainConfig
 
-log = logging.getLogger("fsanet.train")
+log = get_logger(__name__)
 
 #: options whose change makes a resumed run differ from an uninterrupted one.
 RECIPE_ARGS = ("epoch", "lr", "batchsize", "trainsize", "clip", "rates", "loss", "weight_decay", "power", "amp", "seed")

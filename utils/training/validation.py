@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -12,12 +11,13 @@ from tqdm import tqdm
 
 from utils.common.amp import autocast
 from utils.common.devices import unwrap
+from utils.common.logs import get_logger
 from utils.data.images import read_gt_mask, read_rgb
 from utils.data.pairing import scan_pairs
 from utils.evaluation.metrics import new_metrics, step_metrics, summarize
 from utils.inference.processing import postprocess, preprocess
 
-log = logging.getLogger("fsanet.train")
+log = get_logger(__name__)
 
 
 @torch.inference_mode()
