@@ -22,10 +22,11 @@ from lib.configs import CONFIGS, get_config
 from lib.FSANet import build_fsanet
 from lib.keymap import CheckpointError
 from utils.common.amp import AMP_DTYPES
-from utils.common.cli import EXIT_REFUSED, HelpFormatter, positive_int, round_size
+from utils.common.cli import EXIT_REFUSED, HelpFormatter, positive_int
 from utils.common.devices import resolve_device
 from utils.common.logs import get_logger, setup_logging
 from utils.deploy.webapp import MAX_PIXELS, Segmenter, build_app, require_app_extra
+from utils.inference.config import DEFAULT_TESTSIZE, PredictConfig
 from utils.inference.onnx_model import OnnxError
 from utils.inference.predict import load_predictor
 
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="fsanet",
         help="architecture of the random-weights model (without --pth_path/--onnx only)",
     )
-    p.add_argument("--testsize", type=positive_int, default=992, help="input side (test.py's; multiple of 32)")
+    p.add_argument("--testsize", type=positive_int, default=DEFAULT_TESTSIZE, help="input side (test.py's; multiple of 32)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--amp", choices=sorted(AMP_DTYPES), default="none", help="mixed precision (PyTorch models)")
     p.add_argument("--threshold", type=int, default=128, help="initial mask threshold, 0–254")
@@ -56,19 +57,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def make_segmenter(args: argparse.Namespace) -> Segmenter:
     """The model of ``args`` (weights, an ONNX file, or random weights) behind test.py's prediction."""
-    round_size(args, "testsize", log)
-    random_weights = not (args.pth_path or args.onnx)
+    config = PredictConfig.from_args(args)
+    random_weights = not (config.pth_path or config.onnx)
     if random_weights:
-        device = resolve_device(args.device)
+        device = resolve_device(config.device)
         torch.manual_seed(0)
         model = build_fsanet(get_config(args.config)).to(device).eval()
         log.warning("no --pth_path: serving a randomly initialised %s; the page says so", args.config)
         source = f"random {args.config}"
     else:
-        model, device = load_predictor(args.pth_path, args.onnx, args.device, args.amp, False, args.testsize, 1)
-        source = args.pth_path or args.onnx
-    description = f"Model: `{source}` · input {args.testsize}×{args.testsize} · {device}"
-    return Segmenter(model, args.testsize, device, AMP_DTYPES[args.amp], random_weights, args.max_pixels, description)
+        model, device = load_predictor(config)
+        source = config.pth_path or config.onnx
+    description = f"Model: `{source}` · input {config.testsize}×{config.testsize} · {device}"
+    return Segmenter(model, config.testsize, device, AMP_DTYPES[config.amp], random_weights, args.max_pixels, description)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

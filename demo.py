@@ -22,6 +22,7 @@ from utils.data.sets import DIS_SETS
 from utils.data.synthetic import write_dataset
 from utils.evaluation.figures import draw_architecture, qualitative_grid
 from utils.evaluation.reports import evaluate_to_folder, format_table, provenance, provenance_line
+from utils.inference.config import PredictConfig
 from utils.inference.predict import run_prediction
 from utils.training.config import TrainConfig
 from utils.training.run import run_training
@@ -72,9 +73,8 @@ def run_demo(out: Path, quick: bool = False, figures: Optional[Path] = None) -> 
         methods["FSANet-epoch1"] = results_dir / "FSANet-epoch1"
     for name, save in methods.items():
         checkpoint = trained.checkpoint_dir / ("latest.pth" if name == "FSANet" else "FSANet-1.pth")
-        run_prediction(
-            checkpoint, save, data / "TestDataset", testsize=trainsize, batch_size=2, workers=0, device="cpu", progress=False
-        )
+        config = PredictConfig(str(checkpoint), testsize=trainsize, batch_size=2, workers=0, device="cpu")
+        run_prediction(config, save, data / "TestDataset", progress=False)
 
     log.info("4/5 eval.py")
     eval_dir = results_dir / "eval"

@@ -17,14 +17,16 @@ from typing import Optional, Sequence
 
 from lib.keymap import CheckpointError
 from utils.common.amp import AMP_DTYPES
-from utils.common.cli import EXIT_INTERRUPTED, EXIT_REFUSED, HelpFormatter, non_negative_int, positive_int, round_size
+from utils.common.cli import EXIT_INTERRUPTED, EXIT_REFUSED, HelpFormatter, non_negative_int, positive_int
 from utils.common.extras import MissingExtraError
 from utils.common.fileio import OutputError
 from utils.common.logs import get_logger, setup_logging
 from utils.data.folders import DatasetError
 from utils.data.sets import DIS_SETS
+from utils.inference.config import DEFAULT_TESTSIZE, PredictConfig
+from utils.inference.jobs import PredictReport
 from utils.inference.onnx_model import OnnxError
-from utils.inference.predict import PredictReport, run_prediction
+from utils.inference.predict import run_prediction
 
 log = get_logger("test")
 
@@ -42,7 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="an exported model (python -m utils.deploy.export) to run with onnxruntime; needs pip install -e .[export]",
     )
     p.add_argument(
-        "--testsize", type=positive_int, default=992, help="input side (the authors' 992; rounded to a multiple of 32)"
+        "--testsize",
+        type=positive_int,
+        default=DEFAULT_TESTSIZE,
+        help=f"input side (the authors' {DEFAULT_TESTSIZE}; rounded to a multiple of 32)",
     )
     p.add_argument("--test_path", default="./data/TestDataset", help="folder holding the test sets")
     p.add_argument(
@@ -69,21 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_test(args: argparse.Namespace) -> PredictReport:
     """test.py's flags → :func:`utils.inference.predict.run_prediction`."""
-    round_size(args, "testsize", log)
     return run_prediction(
-        args.pth_path,
+        PredictConfig.from_args(args),
         args.save_path,
         args.test_path,
         args.sets,
         args.input,
-        args.testsize,
-        args.batch_size,
-        args.workers,
-        args.device,
-        args.amp,
-        args.channels_last,
         progress=not args.no_progress,
-        onnx=args.onnx,
     )
 
 

@@ -29,7 +29,6 @@ from utils.common.cli import (
     positive_float,
     positive_int,
     probability,
-    round_size,
 )
 from utils.common.fileio import OutputError
 from utils.common.logs import get_logger, setup_logging
@@ -201,16 +200,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_config(argv: Optional[Sequence[str]] = None) -> TrainConfig:
-    """train.py's flags as a :class:`TrainConfig`."""
-    return TrainConfig.from_dict(vars(build_parser().parse_args(argv)))
+    """train.py's flags as a :class:`TrainConfig` (which checks and normalises them)."""
+    values = vars(build_parser().parse_args(argv))
+    parts = values["grad_checkpoint"]
+    values["grad_checkpoint"] = () if parts is None else tuple(parts) or ("encoder",)  # the bare flag: the encoders
+    return TrainConfig.from_dict(values)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     setup_logging()
     log = get_logger("train")
     config = parse_config(argv)
-    for name in ("trainsize", "val_size"):
-        round_size(config, name, log)
     run_dir = Path(config.out_root) / "checkpoints" / config.train_save
     try:
         with TrainingRun(config) as run:  # claims the run folder; data, model, AdaXW; --resume / --pre_model

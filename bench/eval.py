@@ -4,7 +4,7 @@ and the gain of sharing each mask's skeleton between several methods.
     python -m bench.eval --count 16 --width 2048 --height 1536 --workers 2 --methods 3
 
 Generates DIS-sized masks and noisy predictions once in --data, then times
-utils.evaluation.metrics.evaluate (what eval.py runs) on them. For --methods M it times
+utils.evaluation.scoring.evaluate (what eval.py runs) on them. For --methods M it times
 one evaluate() call over M methods (each mask read and skeletonised once) against
 M separate calls (once per method, as eval.py did before), on one worker, the two
 interleaved run by run.
@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from utils.data.synthetic import make_sample
-from utils.evaluation.metrics import evaluate
+from utils.evaluation.scoring import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 

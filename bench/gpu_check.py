@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -54,8 +54,23 @@ def _run(name: str, cmd: List[str], log_dir: Path, env: Dict[str, str]) -> Dict:
     }
 
 
+#: a training check runs 3 epochs: epochs 1 and 2 have lr > 0 (the poly schedule's last has lr 0),
+#: so FSANet-1.pth → FSANet-2.pth is a real step whatever the path, and the check asserts it moved
+TRAIN_EPOCHS = 3
+
+
+def weights_moved(run_dir: Path, before: int, after: int) -> Tuple[bool, str]:
+    """``(ok, note)``: did training between the two numbered checkpoints change the weights?"""
+    from lib.checkpoint import read_checkpoint
+
+    a, b = (read_checkpoint(run_dir / f"FSANet-{e}.pth")["model"] for e in (before, after))
+    floats = [k for k, v in a.items() if v.is_floating_point()]
+    moved = sum(not torch.equal(a[k], b[k]) for k in floats)
+    return moved > len(floats) // 2, f"{moved}/{len(floats)} tensors moved in epoch {after}"
+
+
 def checks(work: Path, gpus: int, cpu: bool, weights: str = None) -> List[tuple]:
-    """(name, command, json produced or None) for every check."""
+    """(name, command, json produced or None, (run folder, epoch, epoch) whose weights must differ, or None)."""
     py = sys.executable
     data = work / "data"
     size, batch = ("64", "2") if cpu else ("256", str(2 * max(gpus, 1)))
@@ -68,7 +83,7 @@ def checks(work: Path, gpus: int, cpu: bool, weights: str = None) -> List[tuple]
         "--out_root",
         str(work),
         "--epoch",
-        "1",
+        str(TRAIN_EPOCHS),
         "--workers",
         "0",
         "--trainsize",
@@ -81,29 +96,38 @@ def checks(work: Path, gpus: int, cpu: bool, weights: str = None) -> List[tuple]
         *SMALL,
         *device,
     ]
+    runs = work / "checkpoints"
+    moved = (1, 2)
     rows = [
         (
             "train DataParallel" if gpus > 1 else "train one GPU" if not cpu else "train CPU",
             train + ["--train_save", "dp"],
             None,
+            (runs / "dp", *moved),
         ),
-        ("train bf16", train + ["--train_save", "bf16", "--amp", "bf16"], None),
-        ("train fp16 (GradScaler)", train + ["--train_save", "fp16", "--amp", "fp16"], None),
-        ("train --grad_checkpoint all", train + ["--train_save", "ckpt", "--grad_checkpoint", "all"], None),
-        ("train --channels_last", train + ["--train_save", "nhwc", "--channels_last"], None),
+        ("train bf16", train + ["--train_save", "bf16", "--amp", "bf16"], None, (runs / "bf16", *moved)),
+        ("train fp16 (GradScaler)", train + ["--train_save", "fp16", "--amp", "fp16"], None, (runs / "fp16", *moved)),
         (
-            "resume to epoch 2",
+            "train --grad_checkpoint all",
+            train + ["--train_save", "ckpt", "--grad_checkpoint", "all"],
+            None,
+            (runs / "ckpt", *moved),
+        ),
+        ("train --channels_last", train + ["--train_save", "nhwc", "--channels_last"], None, (runs / "nhwc", *moved)),
+        (
+            f"resume to epoch {TRAIN_EPOCHS + 2}",
             [
                 *train[: train.index("--epoch")],
                 "--epoch",
-                "2",
+                str(TRAIN_EPOCHS + 2),
                 *train[train.index("--epoch") + 2 :],
                 "--resume",
-                str(work / "checkpoints" / "dp"),
+                str(runs / "dp"),
                 "--train_save",
                 "dp",
             ],
             None,
+            (runs / "dp", TRAIN_EPOCHS, TRAIN_EPOCHS + 1),
         ),
     ]
     nproc = 2 if cpu else gpus
@@ -124,6 +148,7 @@ def checks(work: Path, gpus: int, cpu: bool, weights: str = None) -> List[tuple]
                     str(2 * nproc),
                 ],
                 None,
+                (runs / "ddp", *moved),
             )
         )
     maps_size = "64" if cpu else "1024"
@@ -155,6 +180,7 @@ def checks(work: Path, gpus: int, cpu: bool, weights: str = None) -> List[tuple]
                     *(["--weights", weights] if weights else []),
                 ],
                 out,
+                None,
             )
         )
     step_size, step_batch = ("64", "2") if cpu else ("928", "8")
@@ -184,6 +210,7 @@ def checks(work: Path, gpus: int, cpu: bool, weights: str = None) -> List[tuple]
                 *(["--device", "cpu"] if cpu else []),
             ],
             out,
+            None,
         )
     )
     return rows
@@ -209,9 +236,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     write_dataset(work / "data", count=8, size=96 if args.cpu_smoke else 320, layout="authors", seed=0)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     results = []
-    for name, cmd, produced in checks(work, gpus, args.cpu_smoke, args.weights):
+    for name, cmd, produced, moved in checks(work, gpus, args.cpu_smoke, args.weights):
         row = _run(name.split(" ")[0] + "_" + str(len(results)), cmd, work / "logs_check", env)
         row["check"] = name
+        if row["ok"] and moved is not None:
+            row["ok"], row["note"] = weights_moved(*moved)
         if row["ok"] and produced is not None:
             data = json.loads(Path(produced).read_text())["results"]["ours"]
             if "maps_max_grey_diff" in data:

@@ -1,8 +1,9 @@
-"""Reading, loading and writing FSANet weight files (the layouts and key mapping: ``lib.keymap``).
+"""Reading and loading FSANet weight files (the layouts and key mapping: ``lib.keymap``;
+writing: ``lib.saving``).
 
 Files are always read with ``torch.load(..., weights_only=True)``; loading is strict
 (every missing, unexpected or mis-shaped tensor is listed in one error) and refuses
-non-finite weights; writing is atomic (``utils.common.fileio``).
+non-finite weights.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
@@ -19,19 +19,11 @@ import torch
 from torch import nn
 
 from lib.keymap import (
-    AUTHORS_KEY_MAP,
-    AUTHORS_UNUSED,
-    FORMAT_NAME,
-    FORMAT_VERSION,
     CheckpointError,
-    authors_optimizer_to_fsanet,
     authors_to_fsanet,
     detect_layout,
-    pvt_v2_to_timm,
-    strip_module_prefix,
 )
 from lib.safetensors_file import is_safetensors, read_safetensors
-from utils.common.fileio import atomic_write, temporary_name
 
 PathLike = Union[str, os.PathLike]
 
@@ -217,95 +209,10 @@ def build_from_checkpoint(path: PathLike, **overrides: Any) -> Tuple[nn.Module, 
     return model.eval(), report
 
 
-# ----------------------------------------------------------------------------- writing
-
-
-def atomic_save(obj: Any, path: PathLike) -> None:
-    """``torch.save`` through :func:`utils.common.fileio.atomic_write`: a kill or a full disk
-    during the write never leaves a truncated file at ``path``."""
-    atomic_write(path, lambda handle: torch.save(obj, handle))
-
-
-def atomic_copy(source: PathLike, target: PathLike) -> Path:
-    """Give ``target`` the content of ``source`` atomically: a hard link when the file
-    system allows (no extra disk; later replacing ``source`` leaves ``target`` as
-    it is), else a copy; either goes through a temporary name and ``os.replace``."""
-    source, target = Path(source), Path(target)
-    tmp = temporary_name(target)
-    try:
-        try:
-            os.link(source, tmp)
-        except OSError:
-            shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        if tmp.exists():
-            tmp.unlink()
-        raise
-    return target
-
-
-def make_checkpoint(
-    model: nn.Module,
-    epoch: int = 0,
-    optimizer: Optional[torch.optim.Optimizer] = None,
-    args: Optional[Mapping[str, Any]] = None,
-    **extra: Any,
-) -> Dict[str, Any]:
-    """The project's checkpoint dict (format :data:`FORMAT_VERSION`).
-
-    Keys: ``format``, ``format_version``, ``config`` (the FSANet constructor
-    arguments), ``model`` (state dict, no ``module.``), ``epoch``, ``optimizer``
-    (state dict or None), ``args`` (plain values only), plus ``extra`` (LR
-    scheduler, AMP scaler, RNG states, … added by the training script).
-    """
-    model = getattr(model, "module", model)
-    return {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "config": dict(getattr(model, "config", {})),
-        "model": model.state_dict(),
-        "epoch": int(epoch),
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
-        "args": {k: _plain(v) for k, v in (args or {}).items()},
-        **extra,
-    }
-
-
-def _plain(value: Any) -> Any:
-    """Values ``weights_only`` loading accepts: paths and other objects become strings."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return str(value)
-
-
-def save_checkpoint(path: PathLike, model: nn.Module, **kwargs: Any) -> Path:
-    """Write :func:`make_checkpoint` atomically to ``path``; returns the path."""
-    atomic_save(make_checkpoint(model, **kwargs), path)
-    return Path(path)
-
-
 __all__: List[str] = [
-    "AUTHORS_KEY_MAP",
-    "AUTHORS_UNUSED",
-    "CheckpointError",
-    "FORMAT_VERSION",
     "LoadReport",
-    "atomic_copy",
-    "atomic_save",
-    "authors_optimizer_to_fsanet",
-    "authors_to_fsanet",
     "build_from_checkpoint",
-    "detect_layout",
     "load_fsanet_checkpoint",
     "load_fsanet_weights",
-    "make_checkpoint",
-    "pvt_v2_to_timm",
     "read_checkpoint",
-    "save_checkpoint",
-    "strip_module_prefix",
 ]

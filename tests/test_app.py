@@ -19,9 +19,9 @@ import torch
 from conftest import ROOT
 from PIL import Image
 
-from lib.checkpoint import save_checkpoint
 from lib.configs import get_config
 from lib.FSANet import build_fsanet
+from lib.saving import save_checkpoint
 from utils.data.synthetic import make_sample
 from utils.deploy.webapp import Segmenter, compose, render, run_upload
 

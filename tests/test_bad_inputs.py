@@ -21,10 +21,11 @@ from PIL import Image
 import eval as eval_cli
 import test as test_cli
 import train as train_cli
-from lib.checkpoint import read_checkpoint, save_checkpoint
+from lib.checkpoint import read_checkpoint
 from lib.configs import get_config
 from lib.FSANet import build_fsanet
 from lib.keymap import CheckpointError
+from lib.saving import save_checkpoint
 from utils.data.checks import verify_pairs
 from utils.data.dataset import TrainDataset
 from utils.data.folders import DatasetError
@@ -418,12 +419,16 @@ def test_zero_counts_are_refused_when_parsing(flag, capsys):
 
 
 def test_sizes_are_rounded_to_multiples_of_32_with_a_note(caplog):
-    from utils.common.cli import round_size
+    from utils.inference.config import PredictConfig
+    from utils.training.config import TrainConfig
 
-    args = train_cli.build_parser().parse_args(["--trainsize", "100"])
     with caplog.at_level(logging.WARNING):
-        round_size(args, "trainsize", logging.getLogger("t"))
-    assert args.trainsize == 96 and "using 96" in caplog.text
+        config = train_cli.parse_config(["--trainsize", "100", "--val_size", "200"])
+    assert (
+        (config.trainsize, config.val_size) == (96, 192) and "--trainsize 100" in caplog.text and "using 96" in caplog.text
+    )
+    assert TrainConfig(trainsize=720).trainsize == 704  # built in code: the same rule, not only the CLI's
+    assert PredictConfig(testsize=1000).testsize == 992
 
 
 @pytest.mark.parametrize("fault", ["ctrl_c", "diverged", "disk_full"])
@@ -444,24 +449,26 @@ def test_faults_during_training_end_in_one_line_naming_what_survived(tmp_path, s
         return real_epoch(*args, **kwargs)
 
     monkeypatch.setattr(training, "train_one_epoch", faulty_epoch)
-    if fault == "disk_full":
-        real_save = training.atomic_save
+    if fault == "disk_full":  # the bare error a full disk gives, below the atomic write: its message is fileio's
+        real_save = torch.save
 
-        def full_disk(obj, path):
-            if obj["epoch"] == 2:
-                raise OSError(
-                    errno.ENOSPC, f"no space left on device while writing {path}; the previous latest.pth is intact"
-                )
-            return real_save(obj, path)
+        def full_disk(obj, handle, *args, **kwargs):
+            if isinstance(obj, dict) and obj.get("epoch") == 2:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return real_save(obj, handle, *args, **kwargs)
 
-        monkeypatch.setattr(training, "atomic_save", full_disk)
+        monkeypatch.setattr(torch, "save", full_disk)
     with caplog.at_level(logging.ERROR):
         code = train_cli.main(argv)
     latest = tmp_path / "checkpoints" / "FSANet" / "latest.pth"
     assert read_checkpoint(latest)["epoch"] == 1  # epoch 1's checkpoint survived
     assert code == (130 if fault == "ctrl_c" else 2)
     assert f"{latest} (epoch 1)" in caplog.text
-    expected = {"ctrl_c": "--resume", "diverged": "the loss became nan", "disk_full": "no space left on device"}
+    expected = {
+        "ctrl_c": "--resume",
+        "diverged": "the loss became nan",
+        "disk_full": f"no space left on device while writing {latest}; the previous latest.pth is intact",
+    }
     assert expected[fault] in caplog.text
     assert "Traceback" not in caplog.text
     assert "stopped:" in (tmp_path / "logs" / "FSANet" / "train.log").read_text()

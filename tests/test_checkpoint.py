@@ -13,10 +13,11 @@ from conftest import load_manifest
 from official_weights import recipe_state_dict
 
 from lib.backbone_weights import load_backbone_weights
-from lib.checkpoint import build_from_checkpoint, load_fsanet_weights, read_checkpoint, save_checkpoint
+from lib.checkpoint import build_from_checkpoint, load_fsanet_weights, read_checkpoint
 from lib.configs import get_config
 from lib.FSANet import FSANet, build_fsanet
 from lib.keymap import CheckpointError, authors_to_fsanet
+from lib.saving import save_checkpoint
 
 
 def _fill(state_dict, seed=0):
@@ -283,8 +284,9 @@ def test_interrupted_save_keeps_the_previous_file(small_model, tmp_path, monkeyp
 
 
 def test_build_from_checkpoint_is_ready_for_one_image_and_names_its_outputs(tmp_path):
-    from lib.checkpoint import build_from_checkpoint, save_checkpoint
+    from lib.checkpoint import build_from_checkpoint
     from lib.FSANet import FSANetOutput, build_fsanet
+    from lib.saving import save_checkpoint
 
     save_checkpoint(
         tmp_path / "small.pth",

@@ -63,7 +63,7 @@ def test_paper_model_on_fixture_weights_exports_with_its_fft(faithful_model, tmp
 def test_fresh_model_dynamic_export_and_test_py_onnx(tmp_path):
     """A freshly initialised small FSANet, exported with free batch, H and W; test.py --onnx
     then writes the maps test.py --pth_path writes (within 1 grey level)."""
-    from lib.checkpoint import save_checkpoint
+    from lib.saving import save_checkpoint
     from test import main as test_main
 
     torch.manual_seed(0)

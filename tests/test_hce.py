@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 
 import eval as eval_cli
-from utils.evaluation import metrics as evaluation
+from utils.evaluation import scoring as evaluation
 from utils.evaluation.hce import HumanCorrectionEffort
-from utils.evaluation.metrics import evaluate
+from utils.evaluation.scoring import evaluate
 
 
 def isnet_hce(pred: np.ndarray, gt: np.ndarray) -> float:

@@ -146,7 +146,8 @@ def test_csfm_widths_follow_the_channel_rule():
 def test_token_grid_convs_keep_channels_last_weights_through_loading(tmp_path, faithful_model):
     """PVT-v2's depthwise and spatial-reduction convs get a channels-last view of the tokens;
     their weights stay channels-last through loading and saving, so no copy is made."""
-    from lib.checkpoint import build_from_checkpoint, save_checkpoint
+    from lib.checkpoint import build_from_checkpoint
+    from lib.saving import save_checkpoint
     from models.backbones import token_grid_convs
 
     def check(model):

@@ -18,7 +18,8 @@ import eval as eval_cli
 import test as test_cli
 from utils.data.synthetic import write_dataset
 from utils.evaluation.matching import EvaluationError
-from utils.evaluation.metrics import evaluate, new_metrics, step_metrics, summarize
+from utils.evaluation.metrics import new_metrics, step_metrics, summarize
+from utils.evaluation.scoring import evaluate
 
 # the direct comparison uses pysodmetrics' classic Fmeasure, which warns that FmeasureV2 replaces it
 pytestmark = pytest.mark.filterwarnings("ignore:This class will be removed")
@@ -113,9 +114,9 @@ def test_input_folder_maps_at_each_images_size(tmp_path, test_sets, authors_chec
 
 def test_batched_and_channels_last_prediction_match_one_by_one(tmp_path, test_sets, monkeypatch):
     import lib.FSANet
-    from lib.checkpoint import save_checkpoint
     from lib.configs import get_config
     from lib.FSANet import build_fsanet
+    from lib.saving import save_checkpoint
 
     layouts = []  # whether each forward got an NHWC batch
     check_input = lib.FSANet.check_input
@@ -313,7 +314,7 @@ def test_demo_runs_end_to_end(tmp_path):
 
 def test_training_set_is_left_out_unless_named(tmp_path):
     from utils.evaluation.matching import find_gt_sets
-    from utils.inference.predict import find_test_sets
+    from utils.inference.jobs import find_test_sets
 
     for name, sub in (("DIS-TR", "im"), ("DIS-TE2", "im"), ("DIS-VD", "Imgs"), ("MySet", "Imgs")):
         (tmp_path / name / sub).mkdir(parents=True)

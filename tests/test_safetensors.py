@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 import struct
+import zipfile
 
 import pytest
 import torch
 
-from lib.checkpoint import build_from_checkpoint, load_fsanet_weights, save_checkpoint
+from lib.checkpoint import build_from_checkpoint, load_fsanet_weights
 from lib.configs import get_config
 from lib.convert import main as convert_main
 from lib.FSANet import FSANet, build_fsanet
 from lib.keymap import AUTHORS_UNUSED, CheckpointError, authors_to_fsanet
+from lib.saving import save_checkpoint
 
 
 def _header(path):
@@ -35,8 +37,13 @@ def test_authors_checkpoint_round_trips_exactly(authors_checkpoint, authors_reci
     expected, skipped = authors_to_fsanet(authors_recipe)
     assert set(header) == set(expected)
     assert skipped and all(k.startswith(AUTHORS_UNUSED) for k in skipped)
-    # no pickle: the data after the header is raw tensor bytes, and the header says their dtypes
-    assert b"\x80\x02" not in out.read_bytes()[:16] and header["head.conv_out.weight"]["dtype"] == "F32"
+    # no pickle: not torch.save's zip archive, and the file is exactly an 8-byte header length, the
+    # JSON header and the raw tensor bytes the header's offsets cover
+    assert not zipfile.is_zipfile(out)
+    raw = out.read_bytes()
+    header_length = int.from_bytes(raw[:8], "little")
+    assert len(raw) == 8 + header_length + max(entry["data_offsets"][1] for entry in header.values())
+    assert header["head.conv_out.weight"]["dtype"] == "F32"
 
     from_pth = FSANet().eval()
     load_fsanet_weights(from_pth, authors_checkpoint)

@@ -36,11 +36,11 @@ non_negative_float = _number(float, lambda v: v >= 0, "a number ≥ 0")
 probability = _number(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 
-def round_size(args: argparse.Namespace, name: str, log: logging.Logger, multiple: int = 32) -> None:
-    """Round ``args.<name>`` to the nearest multiple of ``multiple`` (at least one), saying so."""
-    value = getattr(args, name)
-    if value is None or value % multiple == 0:
-        return
+def round_to_multiple(value: int, flag: str, log: logging.Logger, multiple: int = 32) -> int:
+    """``value`` rounded to the nearest multiple of ``multiple`` (at least one), with a warning
+    that names ``--flag`` when it changes."""
+    if value % multiple == 0:
+        return value
     rounded = max(multiple, int(round(value / multiple)) * multiple)
-    log.warning("--%s %d is not a multiple of %d (FSANet's coarsest stride): using %d", name, value, multiple, rounded)
-    setattr(args, name, rounded)
+    log.warning("--%s %d is not a multiple of %d (FSANet's coarsest stride): using %d", flag, value, multiple, rounded)
+    return rounded

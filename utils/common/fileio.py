@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import uuid
 from pathlib import Path
-from typing import BinaryIO, Callable, Union
+from typing import Any, BinaryIO, Callable, Union
+
+import torch
 
 PathLike = Union[str, os.PathLike]
 
@@ -56,6 +59,31 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
 
 def atomic_write_text(path: PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode())
+
+
+def atomic_save(obj: Any, path: PathLike) -> None:
+    """``torch.save`` through :func:`atomic_write`: a kill or a full disk
+    during the write never leaves a truncated file at ``path``."""
+    atomic_write(path, lambda handle: torch.save(obj, handle))
+
+
+def atomic_copy(source: PathLike, target: PathLike) -> Path:
+    """Give ``target`` the content of ``source`` atomically: a hard link when the file
+    system allows (no extra disk; later replacing ``source`` leaves ``target`` as
+    it is), else a copy; either goes through a temporary name and ``os.replace``."""
+    source, target = Path(source), Path(target)
+    tmp = temporary_name(target)
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        if tmp.exists():
+            tmp.unlink()
+        raise
+    return target
 
 
 def check_writable(folder: PathLike, flag: str) -> Path:

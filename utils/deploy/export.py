@@ -36,6 +36,7 @@ from lib.FSANet import INPUT_MULTIPLE, build_fsanet
 from lib.keymap import CheckpointError
 from utils.common.extras import MissingExtraError, require_extra
 from utils.common.logs import get_logger, setup_logging
+from utils.inference.config import DEFAULT_TESTSIZE
 from utils.inference.onnx_model import OnnxError
 
 PathLike = Union[str, os.PathLike]
@@ -72,7 +73,7 @@ class PredictionLogits(nn.Module):
 def export_onnx(
     model: nn.Module,
     out: PathLike,
-    size: Tuple[int, int] = (992, 992),
+    size: Tuple[int, int] = (DEFAULT_TESTSIZE, DEFAULT_TESTSIZE),
     dynamic: bool = False,
     opset: int = OPSET,
     all_outputs: bool = False,
@@ -215,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="export a freshly initialised model of this configuration instead (for trying the pipeline)",
     )
     p.add_argument("--out", required=True, help="the .onnx file to write")
-    p.add_argument("--size", nargs=2, type=int, default=[992, 992], metavar=("H", "W"), help="input size")
+    p.add_argument("--size", nargs=2, type=int, default=[DEFAULT_TESTSIZE] * 2, metavar=("H", "W"), help="input size")
     p.add_argument("--dynamic", action="store_true", help="free batch, H and W (multiples of 32); --size is the trace")
     p.add_argument("--opset", type=int, default=OPSET, help="ONNX opset (20 or newer for torch.fft)")
     p.add_argument(

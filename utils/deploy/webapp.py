@@ -24,6 +24,7 @@ from torch import nn
 from utils.common.extras import require_extra
 from utils.common.logs import get_logger
 from utils.data.images import image_size, read_rgb
+from utils.inference.config import DEFAULT_TESTSIZE
 from utils.inference.predict import predict_image, write_png
 
 PathLike = Union[str, os.PathLike]
@@ -78,7 +79,7 @@ class Segmenter:
     def __init__(
         self,
         model: nn.Module,
-        testsize: int = 992,
+        testsize: int = DEFAULT_TESTSIZE,
         device: Optional[torch.device] = None,
         amp_dtype: Optional[torch.dtype] = None,
         random_weights: bool = False,

@@ -21,7 +21,8 @@ from utils.common.fileio import check_writable
 from utils.common.logs import get_logger
 from utils.data.sets import DIS_SETS
 from utils.evaluation.hce import HCE_RULE_TEXT
-from utils.evaluation.metrics import METRIC_KEYS, OVERALL_TEXT, Curves, Results, evaluate
+from utils.evaluation.metrics import METRIC_KEYS, OVERALL_TEXT, Curves, Results
+from utils.evaluation.scoring import evaluate
 
 PathLike = Union[str, os.PathLike]
 log = get_logger(__name__)

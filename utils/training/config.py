@@ -3,8 +3,10 @@
 The defaults are the authors' recipe; each field is a ``train.py`` option of the
 same name. The architecture fields left ``None`` take the values of the named
 configuration ``config`` (:mod:`lib.configs`: ``fsanet``, the paper's, or
-``fsanet_small``). Numbers are checked when the config is made, so a library user
-gets the same clear errors as the command line.
+``fsanet_small``). Every field is checked and normalised here, when the config is
+made (sizes rounded to multiples of 32 with a warning, ``grad_checkpoint`` as a tuple
+of part names), so a config built in code behaves exactly as the command line's.
+A run never changes its config: ``--resume`` returns the effective one.
 """
 
 from __future__ import annotations
@@ -14,6 +16,12 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Dict, List, Optional, Tuple
 
 from lib.configs import get_config
+from lib.FSANet import CHECKPOINT_PARTS, INPUT_MULTIPLE, checkpoint_parts
+from utils.common.cli import round_to_multiple
+from utils.common.logs import get_logger
+from utils.training.losses import LOSSES
+
+log = get_logger(__name__)
 
 #: the authors' multi-scale rates.
 SIZE_RATES = (0.75, 1.0, 1.25)
@@ -66,7 +74,7 @@ class TrainConfig:
     gpus: Optional[List[int]] = None
     amp: str = "none"
     channels_last: bool = False
-    grad_checkpoint: Optional[List[str]] = None  # None: off; []: the encoders; or part names
+    grad_checkpoint: Tuple[str, ...] = ()  # the parts recomputed in backward (lib.FSANet.CHECKPOINT_PARTS); (): off
     seed: int = 0
     train_save: str = "FSANet"
     overwrite: bool = False
@@ -97,6 +105,19 @@ class TrainConfig:
             raise ValueError(f"--save_optimizer must be all or latest, got {self.save_optimizer!r}")
         if self.amp not in ("none", "bf16", "fp16"):
             raise ValueError(f"--amp must be none, bf16 or fp16, got {self.amp!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"--loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if not 0 <= float(self.drop_path) < 1:
+            raise ValueError(f"--drop_path must be in [0, 1), got {self.drop_path}")
+        if self.val_size is not None and int(self.val_size) < 1:
+            raise ValueError(f"--val_size must be a whole number ≥ 1, got {self.val_size}")
+        parts = tuple(self.grad_checkpoint or ())
+        if "all" in parts:
+            parts = CHECKPOINT_PARTS
+        self.grad_checkpoint = checkpoint_parts(parts) if parts else ()
+        self.trainsize = round_to_multiple(int(self.trainsize), "trainsize", log, INPUT_MULTIPLE)
+        if self.val_size is not None:
+            self.val_size = round_to_multiple(int(self.val_size), "val_size", log, INPUT_MULTIPLE)
 
     def model_config(self) -> Dict[str, Any]:
         """The FSANet constructor arguments this run builds."""
@@ -108,6 +129,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: Dict[str, Any]) -> "TrainConfig":
-        """A config from ``as_dict`` output or parsed flags; unknown keys are ignored."""
+        """A config from ``as_dict`` output or parsed flags; an unknown key is refused by name."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown training options {unknown}; TrainConfig has: {', '.join(sorted(known))}")
+        return cls(**values)

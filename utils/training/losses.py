@@ -19,6 +19,8 @@ import torch.nn.functional as F
 DEEP_SUPERVISION_WEIGHTS = (0.7, 0.1, 0.1, 0.1)
 
 BCE_MODES = ("mean", "weighted")
+#: train.py's ``--loss``: the authors' loss as it computes (plain-mean BCE) or as intended
+LOSSES = ("authors", "weighted")
 
 
 def boundary_weight(mask: torch.Tensor) -> torch.Tensor:

@@ -22,8 +22,7 @@ from typing import Dict, List, Optional
 
 import torch
 
-from lib.checkpoint import atomic_copy, atomic_save, make_checkpoint
-from lib.FSANet import FSANet, checkpoint_parts
+from lib.FSANet import FSANet
 from utils.common.amp import AMP_DTYPES
 from utils.common.devices import data_parallel_device, data_parallel_gpus, resolve_device, smallest_chunk, wrap_model
 from utils.common.distributed import DistInfo, barrier, cleanup, gather_objects, init_distributed
@@ -34,6 +33,7 @@ from utils.data.dataset import TrainDataset, make_train_loader
 from utils.data.pairing import training_pairs
 from utils.training.config import TrainConfig
 from utils.training.recipe import PolyDecay, make_optimizer, make_scheduler, make_step_config, train_one_epoch
+from utils.training.records import epoch_line, save_epoch, write_scalars
 from utils.training.rng import rng_state, seed_everything, set_rng_state
 from utils.training.run_folder import PACKAGE_LOGGERS, add_log_file, agree, prepare_run_folder, release_lock
 from utils.training.start import prepare_model
@@ -49,7 +49,6 @@ class TrainResult:
     model: FSANet
     history: List[Dict[str, float]]
     checkpoint_dir: Path
-    log_dir: Path
     last_checkpoint: Optional[Path]
 
 
@@ -152,6 +151,7 @@ class TrainingRun:
             check_writable(config.cache_dir, "--cache_dir")
         seed_everything(config.seed + info.rank)
         self.model, self.start = model, start = prepare_model(config)
+        self.config = config = start.config  # the effective config (--resume: the checkpoint's architecture)
         if config.resume and start.epoch >= config.epoch:
             log.info(
                 "%s: this run is finished (epoch %d of --epoch %d); nothing to train. To train longer, give a "
@@ -200,8 +200,8 @@ class TrainingRun:
         # The radius gets no gradient in the authors' model (hard threshold); freezing it changes
         # nothing and lets DistributedDataParallel run without find_unused_parameters.
         model.frequency_branch.high_pass.radius.requires_grad_(False)
-        if config.grad_checkpoint is not None:
-            model.set_grad_checkpointing(True, parts=checkpoint_parts(config.grad_checkpoint))
+        if config.grad_checkpoint:
+            model.set_grad_checkpointing(True, parts=config.grad_checkpoint)
         model.to(device)
         if config.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -280,62 +280,18 @@ class TrainingRun:
         states = gather_objects(rng_state(), self.info)
         self.history.append({"epoch": epoch, "lr": self.lr, **stats, **(val or {})})
         if self.info.is_main:
-            log.info(_epoch_line(epoch, self.config.epoch, self.lr, stats, val))
-            self._write_scalars(epoch, stats, val)
-            self._save(epoch, val, {"ranks": states, "loader": self.generator.get_state()})
+            log.info(epoch_line(epoch, self.config.epoch, self.lr, stats, val))
+            write_scalars(self.writer, epoch, self.lr, stats, val)
+            self.best, self.last_checkpoint = save_epoch(
+                self.checkpoint_dir, self.model, epoch, val, self.best, self._states(states), self.config
+            )
         barrier(self.info)
 
-    def _write_scalars(self, epoch: int, stats: Dict[str, float], val: Optional[Dict[str, float]]) -> None:
-        for key in ("loss", "P1", "P2", "P3", "P4"):
-            self.writer.add_scalar(f"train/loss_{key}" if key != "loss" else "train/loss", stats[key], epoch)
-        self.writer.add_scalar("train/lr", self.lr, epoch)
-        self.writer.add_scalar("train/images_per_s", stats["images_per_s"], epoch)
-        for key, value in (val or {}).items():
-            self.writer.add_scalar(f"val/{key}", value, epoch)
-        self.writer.flush()
-
-    def _save(self, epoch: int, val: Optional[Dict[str, float]], rng: dict) -> None:
-        config, folder = self.config, self.checkpoint_dir
-        improved = val is not None and val["maxFm"] > self.best["maxFm"]
-        if improved:
-            self.best = {"maxFm": val["maxFm"], "MAE": val["MAE"], "epoch": epoch}
-        checkpoint = make_checkpoint(
-            self.model,
-            epoch,
-            self.optimizer,
-            config.as_dict(),
-            scheduler=self.scheduler.state_dict(),
-            scaler=self.scaler.state_dict(),
-            rng=rng,
-            best=self.best,
-            history=self.history,
-        )
-        self.last_checkpoint = folder / "latest.pth"
-        atomic_save(checkpoint, self.last_checkpoint)  # always complete: --resume continues from it
-        targets = ([folder / f"FSANet-{epoch}.pth"] if epoch % config.save_every == 0 or epoch == config.epoch else []) + (
-            [folder / "best.pth"] if improved else []
-        )
-        for target in targets:
-            if config.save_optimizer == "all":
-                atomic_copy(folder / "latest.pth", target)  # a hard link where the file system allows
-            else:  # weights only: about a third of the size
-                atomic_save(make_checkpoint(self.model, epoch, None, config.as_dict(), best=self.best), target)
-        if targets and targets[0].name.startswith("FSANet-"):
-            self.last_checkpoint = targets[0]
-            log.info("saved %s", targets[0])
-        if improved:
-            log.info("new best maxFβ %.4f at epoch %d → %s", val["maxFm"], epoch, folder / "best.pth")
+    def _states(self, rank_rng: list) -> dict:
+        """What latest.pth holds besides the weights, to resume exactly."""
+        rng = {"ranks": rank_rng, "loader": self.generator.get_state()}
+        scheduler, scaler = self.scheduler.state_dict(), self.scaler.state_dict()
+        return {"optimizer": self.optimizer, "scheduler": scheduler, "scaler": scaler, "rng": rng, "history": self.history}
 
     def result(self) -> TrainResult:
-        return TrainResult(self.model, self.history, self.checkpoint_dir, self.log_dir, self.last_checkpoint)
-
-
-def _epoch_line(epoch: int, total: int, lr: float, stats: Dict[str, float], val: Optional[Dict[str, float]]) -> str:
-    line = (
-        f"epoch {epoch}/{total} | loss {stats['loss']:.4f} (P1 {stats['P1']:.4f} P2 {stats['P2']:.4f} "
-        f"P3 {stats['P3']:.4f} P4 {stats['P4']:.4f}) | lr {lr:.3e} | {stats['images_per_s']:.2f} img/s | "
-        f"{stats['seconds']:.0f} s"
-    )
-    if val:
-        line += f" | val MAE {val['MAE']:.4f} maxFβ {val['maxFm']:.4f}"
-    return line
+        return TrainResult(self.model, self.history, self.checkpoint_dir, self.last_checkpoint)

@@ -3,7 +3,7 @@ weights (``--pre_model``), or a run of this project continued exactly (``--resum
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -49,6 +49,8 @@ class StartState:
     epoch: int = 0
     optimizer: Optional[Dict[str, Any]] = None
     extras: Dict[str, Any] = field(default_factory=dict)
+    #: the config the run actually trains with: ``--resume`` keeps the checkpoint's architecture
+    config: Optional[TrainConfig] = None
 
 
 def prepare_model(config: TrainConfig) -> Tuple[FSANet, StartState]:
@@ -108,11 +110,10 @@ def prepare_model(config: TrainConfig) -> Tuple[FSANet, StartState]:
                 ", ".join(f"{k} {_plain_arg(v)}" for k, v in used.items()),
                 "; ".join(ignored),
             )
-        for key, value in used.items():  # the checkpoints of this run record what was used
-            if value is not None:
-                setattr(config, key, tuple(value) if isinstance(value, list) else value)
+        # the checkpoints of this run record what was used; the caller's config is left as it is
+        effective = replace(config, **{k: tuple(v) if isinstance(v, list) else v for k, v in used.items() if v is not None})
         log.info("resuming %s after epoch %d", path, obj["epoch"])
-        return model, StartState(int(obj["epoch"]), obj.get("optimizer"), extras)
+        return model, StartState(int(obj["epoch"]), obj.get("optimizer"), extras, effective)
 
     model = build_fsanet(config.model_config())
     if config.pre_model:
@@ -132,7 +133,7 @@ def prepare_model(config: TrainConfig) -> Tuple[FSANet, StartState]:
             " and optimiser state" if optimizer_state else "",
             epoch,
         )
-        return model, StartState(epoch, optimizer_state)
+        return model, StartState(epoch, optimizer_state, config=config)
 
     random_parts = init_backbones(model, config)
     if random_parts:
@@ -144,4 +145,4 @@ def prepare_model(config: TrainConfig) -> Tuple[FSANet, StartState]:
             " and ".join(random_parts),
             "!" * 78,
         )
-    return model, StartState()
+    return model, StartState(config=config)

@@ -9,13 +9,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from utils.common.amp import autocast
 from utils.common.devices import unwrap
 from utils.common.logs import get_logger
 from utils.data.images import read_gt_mask, read_rgb
 from utils.data.pairing import scan_pairs
 from utils.evaluation.metrics import new_metrics, step_metrics, summarize
-from utils.inference.processing import postprocess, preprocess
+from utils.inference.predict import predict_image
 
 log = get_logger(__name__)
 
@@ -29,18 +28,16 @@ def validate(
     amp_dtype: Optional[torch.dtype] = None,
     progress: bool = True,
 ) -> Dict[str, float]:
-    """MAE and maxFβ of P1 on ``pairs``, post-processed as the authors test and scored by
-    eval.py's metric objects (``utils.evaluation.metrics``)."""
+    """MAE and maxFβ of P1 on ``pairs``: test.py's map of each image
+    (:func:`utils.inference.predict.predict_image`) scored by eval.py's metric objects."""
     model = unwrap(model)
     was_training = model.training
     model.eval()
     metrics = new_metrics(hce_rule=None, only=("fm", "mae"))
     for image_path, mask_path in tqdm(pairs, desc="validate", unit="img", disable=not progress, leave=False):
         mask, _ = read_gt_mask(mask_path)
-        x = preprocess(read_rgb(image_path), size).to(device)
-        with autocast(device.type, amp_dtype):
-            logits = model(x)[0]
-        step_metrics(metrics, postprocess(logits, mask.shape), mask)
+        prediction = predict_image(model, read_rgb(image_path), size, device, amp_dtype, size_hw=mask.shape)
+        step_metrics(metrics, prediction, mask)
     model.train(was_training)
     values, _ = summarize(metrics)
     return {"MAE": values["MAE"], "maxFm": values["maxFm"]}
