@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--channels_last",
         action="store_true",
-        help="NHWC memory format (faster on CPU, maps within 1 grey level; README, Performance)",
+        help="NHWC memory format (faster on CPU, maps within 1 grey level; docs/performance.md)",
     )
     p.add_argument("--no_progress", action="store_true")
     return p

@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PART",
         type=_checkpoint_part,
         help="recompute activations in backward to save memory: no PART = both encoders; parts: "
-        f"{' '.join(CHECKPOINT_PARTS)}, or all (README, Memory)",
+        f"{' '.join(CHECKPOINT_PARTS)}, or all (docs/training.md, GPU memory)",
     )
     run.add_argument("--seed", type=int, default=TrainConfig.seed)
     run.add_argument(

@@ -5,7 +5,7 @@ differs in the two places where the authors' code does avoidable work:
 
 - the high-pass filter builds its distance grid with ``meshgrid`` and two full
   B×C×H×W tensors of ones and zeros on every call, and rolls the B×C×H×W complex
-  spectrum (README, "Faithfulness notes");
+  spectrum (docs/faithfulness.md);
 - their PVT-v2 computes attention explicitly (``softmax(q·kᵀ·scale)·v``) where
   timm uses PyTorch's fused scaled-dot-product attention;
 - their PVT-v2 keeps the depthwise and spatial-reduction conv weights in NCHW, so

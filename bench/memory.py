@@ -1,7 +1,7 @@
 """Memory of one training step of the recipe, on any machine (fake tensors: no GPU, nothing allocated).
 
     python -m bench.memory --size 928 --batch 8 --amp bf16 --grad_checkpoint encoder --json out.json
-    python -m bench.memory --recipe_table          # the README's table (the recipe's largest step)
+    python -m bench.memory --recipe_table          # docs/training.md's table (the recipe's largest step)
 
 Reports parameters, gradients, AdaXW state, activations saved for backward and
 their sum, in bytes (utils/training/memory.py says what each counts). --device cuda (the
@@ -82,7 +82,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         help=f"parts to checkpoint as train.py's flag: {' '.join(CHECKPOINT_PARTS)} or all (no PART: the encoders)",
     )
     p.add_argument("--device", default="cuda", help="the (fake) device: cuda (default) or cpu")
-    p.add_argument("--recipe_table", action="store_true", help="the README's table of the recipe's steps")
+    p.add_argument("--recipe_table", action="store_true", help="docs/training.md's table of the recipe's steps")
     p.add_argument("--json", default=None, help="write the numbers here")
     args = p.parse_args(argv)
     if args.recipe_table:

@@ -38,7 +38,7 @@ from lib.configs import get_config
 from lib.FSANet import build_fsanet, checkpoint_parts
 from utils.common.amp import AMP_DTYPES, autocast
 from utils.data.synthetic import make_sample
-from utils.inference.processing import postprocess, preprocess
+from utils.inference.processing import map_difference, postprocess, preprocess
 from utils.training.adaxw import AdaXW
 from utils.training.recipe import StepConfig, optimizer_step
 
@@ -156,7 +156,7 @@ def train_step_fn(model: torch.nn.Module, args: argparse.Namespace, device: torc
     return step
 
 
-def map_difference(
+def maps_against_eager(
     model: torch.nn.Module, args: argparse.Namespace, device: torch.device, forward: Optional[Callable] = None
 ) -> Dict[str, float]:
     """Grey levels between the P1 maps (test.py's post-processing) of ``model`` run as
@@ -170,13 +170,11 @@ def map_difference(
     forward = forward if forward is not None else model
     amp = AMP[args.amp]
     with torch.inference_mode():
-        expected = postprocess(reference(x)[0][0], (args.size, args.size)).astype(int)
+        expected = postprocess(reference(x)[0][0], (args.size, args.size))
         with autocast(device.type, amp):
-            got = postprocess(
-                forward(x.contiguous(memory_format=_memory_format(args)))[0][0], (args.size, args.size)
-            ).astype(int)
-    diff = np.abs(got - expected)
-    return {"maps_max_grey_diff": float(diff.max()), "maps_share_over_1": float((diff > 1).mean())}
+            got = postprocess(forward(x.contiguous(memory_format=_memory_format(args)))[0][0], (args.size, args.size))
+    diff = map_difference(got, expected)
+    return {"maps_max_grey_diff": float(diff.max_grey), "maps_share_over_1": diff.share_beyond_one}
 
 
 def bench(args: argparse.Namespace, device: torch.device) -> Dict[str, Dict[str, float]]:
@@ -194,7 +192,7 @@ def bench(args: argparse.Namespace, device: torch.device) -> Dict[str, Dict[str,
             rows[impl].update({f"infer_{k}": v for k, v in r.items()})
         if args.check_maps:
             for impl, model in models.items():
-                rows[impl].update(map_difference(model, args, device, forwards[impl]))
+                rows[impl].update(maps_against_eager(model, args, device, forwards[impl]))
     if "train" in args.modes:
         for impl, model in models.items():
             r = time_it(train_step_fn(model, args, device), device, args.warmup, args.runs)

@@ -36,7 +36,7 @@ from lib.checkpoint import build_from_checkpoint
 from lib.configs import get_config
 from lib.FSANet import build_fsanet
 from utils.data.synthetic import make_sample
-from utils.inference.processing import postprocess, preprocess
+from utils.inference.processing import map_difference, postprocess, preprocess
 
 RUNTIMES = ("eager", "compile", "onnxruntime")
 
@@ -80,14 +80,14 @@ def bench(args: argparse.Namespace) -> Dict[str, Dict[str, float]]:
     device = torch.device("cpu")
     rows = time_interleaved({n: call(f) for n, f in forwards.items()}, device, args.warmup, args.runs)
     with torch.inference_mode():
-        maps = {n: postprocess(f(x)[0], (args.size, args.size)).astype(int) for n, f in forwards.items()}
+        maps = {n: postprocess(f(x)[0], (args.size, args.size)) for n, f in forwards.items()}
     reference = maps.get("eager")
     for name, row in rows.items():
         row["images_per_s"] = 1 / row["median_s"]
         if reference is not None:
-            diff = np.abs(maps[name] - reference)
-            row["maps_max_grey_diff"] = float(diff.max())
-            row["maps_share_over_1"] = float((diff > 1).mean())
+            diff = map_difference(maps[name], reference)
+            row["maps_max_grey_diff"] = float(diff.max_grey)
+            row["maps_share_over_1"] = diff.share_beyond_one
     return rows
 
 

@@ -58,7 +58,7 @@ def test_map_check_sees_a_changed_computation():
 
     import torch
 
-    from bench.model import map_difference
+    from bench.model import maps_against_eager
     from lib.configs import get_config
     from lib.FSANet import build_fsanet
 
@@ -67,9 +67,9 @@ def test_map_check_sees_a_changed_computation():
     )
     torch.manual_seed(0)
     model = build_fsanet(get_config("fsanet_small")).eval()
-    assert map_difference(model, args, torch.device("cpu"))["maps_max_grey_diff"] == 0
+    assert maps_against_eager(model, args, torch.device("cpu"))["maps_max_grey_diff"] == 0
     model.register_forward_hook(lambda module, inputs, outputs: tuple(-t for t in outputs))
-    assert map_difference(model, args, torch.device("cpu"))["maps_max_grey_diff"] > 1
+    assert maps_against_eager(model, args, torch.device("cpu"))["maps_max_grey_diff"] > 1
 
 
 def test_loader_bench(tmp_path):

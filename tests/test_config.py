@@ -102,3 +102,19 @@ def test_resume_returns_the_effective_config_and_leaves_the_given_one(tmp_path, 
     assert given.as_dict() == before and given.decoder_channels == 48
     assert start.config.decoder_channels == small["decoder_channels"]  # the checkpoint's architecture
     assert start.config is not given
+
+
+@pytest.mark.parametrize(
+    "script, page",
+    [("train", "training.md"), ("test", "prediction.md"), ("eval", "evaluation.md"), ("app", "webapp.md")],
+)
+def test_every_flag_is_in_its_reference_page(script, page):
+    """The docs page of each command names every one of its flags (the README links the pages)."""
+    import importlib
+
+    from conftest import ROOT
+
+    text = (ROOT / "docs" / page).read_text()
+    flags = [o for a in importlib.import_module(script).build_parser()._actions for o in a.option_strings if o != "--help"]
+    missing = [flag for flag in flags if flag.startswith("--") and f"`{flag}" not in text]
+    assert missing == [], f"docs/{page} does not document {missing}"

@@ -327,3 +327,16 @@ def test_training_set_is_left_out_unless_named(tmp_path):
     (only_training / "DIS-TR" / "gt").mkdir(parents=True)
     with pytest.raises(EvaluationError, match="DIS-TR, left out unless named in --sets"):
         find_gt_sets(only_training)
+
+
+def test_map_difference_hand_case():
+    """The one map-agreement measure the export check and the benches share."""
+    from utils.inference.processing import map_difference
+
+    got = np.array([[0, 10], [255, 3]], dtype=np.uint8)
+    expected = np.array([[1, 12], [250, 3]], dtype=np.uint8)
+    diff = map_difference(got, expected)
+    assert (diff.max_grey, diff.beyond_one, diff.pixels) == (5, 2, 4) and diff.share_beyond_one == 0.5
+    assert map_difference(expected, expected).max_grey == 0  # uint8 would wrap 0 - 1 to 255 without the cast
+    with pytest.raises(ValueError, match="different shapes"):
+        map_difference(got, got[:1])

@@ -38,6 +38,7 @@ from utils.common.extras import MissingExtraError, require_extra
 from utils.common.logs import get_logger, setup_logging
 from utils.inference.config import DEFAULT_TESTSIZE
 from utils.inference.onnx_model import OnnxError
+from utils.inference.processing import map_difference
 
 PathLike = Union[str, os.PathLike]
 log = get_logger(__name__)
@@ -147,7 +148,7 @@ class MapAgreement:
     @property
     def ok(self) -> bool:
         """Within 1 grey level everywhere; or, for weights whose map PyTorch itself cannot
-        reproduce under a 1e-6 input change (a saturated SFF gate, README "ONNX export"),
+        reproduce under a 1e-6 input change (a saturated SFF gate, docs/onnx.md),
         beyond 1 grey level at no more than twice the pixels where PyTorch's own map moves,
         plus 0.1% of the image."""
         if self.max_difference <= 1:
@@ -186,22 +187,18 @@ def verify_onnx(
         batch = preprocess(Image.fromarray(image), (height, width))
         with torch.no_grad():
             eager = _map(model.eval()(batch)[0], height, width)
-            difference = np.abs(_map(runner(batch)[0], height, width) - eager)
+            difference = map_difference(_map(runner(batch)[0], height, width), eager)
             self_beyond_one = 0
-            if difference.max() > 1:  # does PyTorch reproduce its own map here? (a second forward)
-                self_beyond_one = int((np.abs(_map(model(batch * (1 + 1e-6))[0], height, width) - eager) > 1).sum())
-        result.append(
-            MapAgreement(
-                (height, width), int(difference.max()), int((difference > 1).sum()), difference.size, self_beyond_one
-            )
-        )
+            if difference.max_grey > 1:  # does PyTorch reproduce its own map here? (a second forward)
+                self_beyond_one = map_difference(_map(model(batch * (1 + 1e-6))[0], height, width), eager).beyond_one
+        result.append(MapAgreement((height, width), *difference, self_beyond_one))
     return result
 
 
 def _map(logits: torch.Tensor, height: int, width: int) -> np.ndarray:
     from utils.inference.processing import postprocess
 
-    return postprocess(logits[0], (height, width)).astype(np.int16)
+    return postprocess(logits[0], (height, width))
 
 
 def build_parser() -> argparse.ArgumentParser:

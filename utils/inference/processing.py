@@ -1,4 +1,4 @@
-"""The authors' test-time pre- and post-processing (README, "Prediction maps").
+"""The authors' test-time pre- and post-processing (docs/prediction.md).
 
 Pre: RGB → resize to testsize × testsize (Pillow bilinear) → tensor → ImageNet
 normalisation. Post: P1 logits → bilinear to the mask's size
@@ -8,7 +8,7 @@ normalisation. Post: P1 logits → bilinear to the mask's size
 
 from __future__ import annotations
 
-from typing import Tuple, Union
+from typing import NamedTuple, Tuple, Union
 
 import numpy as np
 import torch
@@ -29,3 +29,23 @@ def postprocess(logits: torch.Tensor, size_hw: Tuple[int, int]) -> np.ndarray:
     prob = torch.sigmoid(F.interpolate(logits, size=tuple(size_hw), mode="bilinear", align_corners=False))
     prob = (prob - prob.min()) / (prob.max() - prob.min() + 1e-8)
     return np.rint(prob[0, 0].cpu().numpy() * 255).clip(0, 255).astype(np.uint8)
+
+
+class MapDifference(NamedTuple):
+    """How far apart two 8-bit maps of one image are, in grey levels."""
+
+    max_grey: int
+    beyond_one: int  # pixels more than 1 grey level apart
+    pixels: int
+
+    @property
+    def share_beyond_one(self) -> float:
+        return self.beyond_one / self.pixels if self.pixels else 0.0
+
+
+def map_difference(got: np.ndarray, expected: np.ndarray) -> MapDifference:
+    """The grey-level difference of two maps of the same shape (the agreement test.py's maps are held to)."""
+    if got.shape != expected.shape:
+        raise ValueError(f"maps of different shapes: {got.shape} and {expected.shape}")
+    diff = np.abs(got.astype(np.int16) - expected.astype(np.int16))
+    return MapDifference(int(diff.max()) if diff.size else 0, int((diff > 1).sum()), int(diff.size))

@@ -15,7 +15,7 @@ correction multiplies the step. The decay is computed as the authors write it,
 ``p − (lr·wd)·p`` with the product rounded first, so the two agree bit for bit at
 any lr·wd. At the recipe's defaults (lr ≤ 2e-4, wd 1e-4) lr·wd ≤ 2e-8 is below
 2⁻²⁵, half a float32 ulp of a weight's own magnitude, so in float32 the decay never
-changes a weight, in the authors' code as here (README, notes on faithfulness). State per parameter: ``step`` (int),
+changes a weight, in the authors' code as here (docs/faithfulness.md). State per parameter: ``step`` (int),
 ``exp_avg``, ``exp_avg_sq``: the layout of the authors' optimizer state.
 Parameters without a gradient are skipped entirely (no decay either).
 """

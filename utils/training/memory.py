@@ -16,7 +16,7 @@ CUDA's lower-precision ops. It counts, in bytes:
 
 ``total`` is their sum: the steady state at the end of the forward pass, before
 the allocator's fragmentation, cuDNN workspaces, the transient buffers of the
-backward pass and the CUDA context (about 0.5–1 GB), which the README's table
+backward pass and the CUDA context (about 0.5–1 GB), which docs/training.md's table
 leaves as headroom.
 """
 

@@ -1,4 +1,4 @@
-"""The authors' training recipe, one optimiser step at a time (README, "Training").
+"""The authors' training recipe, one optimiser step at a time (docs/training.md).
 
 Every batch is used for one optimiser step at each size rate (0.75, 1, 1.25 →
 544, 736, 928 for trainsize 736; bilinear, align_corners=True); loss
