@@ -13,7 +13,7 @@ import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, List, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -38,7 +38,6 @@ class LoadReport:
     skipped: List[str] = field(default_factory=list)
     reinitialised: List[str] = field(default_factory=list)
     epoch: Optional[int] = None
-    config: Optional[Dict[str, Any]] = None
 
     def __str__(self) -> str:
         text = f"{self.path}: {self.layout} layout, {self.loaded} tensors loaded"
@@ -185,12 +184,12 @@ def load_fsanet_checkpoint(model: nn.Module, obj: Any, path: PathLike = "<checkp
             raise CheckpointError(
                 f"{error}\n  A bare state dict does not say its architecture, so the paper's FSANet was built. "
                 "For another --backbone/--channels, save it as this project's checkpoint (it records the config): "
-                "lib.checkpoint.save_checkpoint(path, model), or use the checkpoints train.py writes"
+                "lib.saving.save_checkpoint(path, model), or use the checkpoints train.py writes"
             ) from None
     _check_keys(model, state_dict, "this FSANet", path)
     _check_finite(state_dict, path)
     model.load_state_dict(state_dict, strict=True)
-    return LoadReport(str(path), layout, len(state_dict), skipped, epoch=meta.get("epoch"), config=config)
+    return LoadReport(str(path), layout, len(state_dict), skipped, epoch=meta.get("epoch"))
 
 
 def build_from_checkpoint(path: PathLike, **overrides: Any) -> Tuple[nn.Module, LoadReport]:

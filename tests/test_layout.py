@@ -92,3 +92,19 @@ def test_no_lib_or_utils_file_over_the_line_limit():
         if name.split(".")[0] in ("lib", "utils") and (n := len(path.read_text().splitlines())) > MAX_LINES
     }
     assert long == {}, f"over {MAX_LINES} lines: {long}"
+
+
+def test_imports_run_one_way():
+    """import-linter's layers contract (pyproject.toml), so the README's test command checks it too."""
+    import shutil
+    import subprocess
+    import sys
+
+    import pytest
+
+    linter = shutil.which("lint-imports") or str(Path(sys.executable).parent / "lint-imports")
+    if not Path(linter).exists():
+        pytest.skip("import-linter is not installed (pip install -r requirements.txt)")
+    run = subprocess.run([linter, "--no-cache"], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert "1 kept, 0 broken" in run.stdout
