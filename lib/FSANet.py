@@ -6,15 +6,20 @@
     frequency branch (ResNet-50) ┘
 
 ``FSANet()`` builds the paper's configuration with random weights and no file
-access; load real weights with :func:`lib.checkpoint.load_fsanet_weights`.
+access; load real weights with :func:`lib.checkpoint.load_fsanet_weights`, or
+``FSANet.from_pretrained("owner/name" or a folder)`` / ``save_pretrained`` /
+``push_to_hub`` (huggingface_hub's mixin; the folder's files: :mod:`lib.hub`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, NamedTuple, Sequence, Tuple
+import os
+from pathlib import Path
+from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.utils.checkpoint
+from huggingface_hub import ModelCard, PyTorchModelHubMixin
 from torch import nn
 
 from lib.configs import CONFIGS
@@ -22,6 +27,7 @@ from lib.context_fusion import HierarchicalContextFusion
 from lib.feature_fusion import SelectiveFeatureFusion
 from lib.frequency import FrequencyBranch
 from lib.head import PredictionHead
+from lib.hub import CARD_TAGS, LIBRARY_NAME, PIPELINE_TAG, WEIGHTS_NAME, hub_file, model_card, read_results, write_pretrained
 from lib.modality_fusion import MultiModalityFusion
 from lib.scale_fusion import CollaborativeScaleFusion
 from models.backbones import build_spatial_encoder
@@ -79,7 +85,14 @@ def check_input(x: torch.Tensor) -> None:
         )
 
 
-class FSANet(nn.Module):
+class FSANet(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name=LIBRARY_NAME,
+    pipeline_tag=PIPELINE_TAG,
+    tags=list(CARD_TAGS),
+    license="other",
+):
     """FSANet as the authors' released model computes it.
 
     Args:
@@ -127,6 +140,48 @@ class FSANet(nn.Module):
         self.feature_fusion = SelectiveFeatureFusion(decoder_channels)
         self.head = PredictionHead(decoder_channels)
         self.checkpointed: frozenset = frozenset()  # decoder parts recomputed in backward
+
+    # ------------------------------------------------------------------ the Hub (huggingface_hub's mixin)
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        """``save_pretrained``: ``model.safetensors`` + ``config.json`` (:func:`lib.hub.write_pretrained`)."""
+        write_pretrained(save_directory, self)
+
+    def generate_model_card(self, *args: Any, results: Union[None, str, os.PathLike, dict] = None, **kwargs: Any):
+        """The folder's README.md (:func:`lib.hub.model_card`); ``results``: eval.py's results.json
+        (``save_pretrained(folder, model_card_kwargs={"results": path})``)."""
+        table = read_results(results) if isinstance(results, (str, os.PathLike)) else results
+        return ModelCard(model_card(self.config, sum(p.numel() for p in self.parameters()), table))
+
+    @classmethod
+    def _from_pretrained(
+        cls,
+        *,
+        model_id: str,
+        revision: Optional[str] = None,
+        cache_dir: Optional[Union[str, Path]] = None,
+        force_download: bool = False,
+        local_files_only: bool = False,
+        token: Optional[Union[str, bool]] = None,
+        map_location: str = "cpu",
+        strict: bool = True,
+        **model_kwargs: Any,
+    ) -> "FSANet":
+        """``from_pretrained``: the architecture and weights of the folder's or repository's
+        ``model.safetensors`` (its config metadata), loaded strictly, in eval mode."""
+        from lib.safetensors_file import read_safetensors
+
+        if Path(model_id).is_dir():
+            path = Path(model_id) / WEIGHTS_NAME
+        else:
+            options = dict(cache_dir=cache_dir, force_download=force_download, local_files_only=local_files_only)
+            path = hub_file(model_id, WEIGHTS_NAME, revision, token=token, **options)
+        obj = read_safetensors(path)
+        if not isinstance(obj.get("config"), dict):
+            raise ValueError(f"{path}: no FSANet config in its metadata; write it with save_pretrained or lib.convert")
+        model = cls(**obj["config"])
+        model.load_state_dict(obj["model"], strict=True)  # every tensor, no more, no fewer
+        return model.to(map_location).eval()
 
     def set_grad_checkpointing(self, enable: bool = True, parts: Sequence[str] = ("encoder",)) -> None:
         """Recompute the activations of ``parts`` (:data:`CHECKPOINT_PARTS`) during backward,

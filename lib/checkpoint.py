@@ -12,12 +12,12 @@ import os
 import pickle
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, List, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import nn
 
+from lib.hub import resolve_weights
 from lib.keymap import (
     CheckpointError,
     authors_to_fsanet,
@@ -59,8 +59,9 @@ def _prefixes(keys: List[str]) -> str:
 
 def read_checkpoint(path: PathLike) -> Any:
     """``torch.load(path, map_location="cpu", weights_only=True)`` with clear errors;
-    ``.safetensors`` files through :func:`lib.safetensors_file.read_safetensors`."""
-    path = Path(path)
+    ``.safetensors`` files through :func:`lib.safetensors_file.read_safetensors`; a
+    ``save_pretrained`` folder or a hub id ``hf:owner/name[@rev]`` through :func:`lib.hub.resolve_weights`."""
+    path = resolve_weights(path)
     if path.is_dir():
         files = sorted(p.name for p in [*path.glob("*.pth"), *path.glob("*.safetensors")])
         hint = f"checkpoints in it: {', '.join(files[:8])}" if files else "it holds no .pth file"

@@ -1,0 +1,177 @@
+"""FSANet on the Hugging Face Hub, tested offline: save_pretrained / from_pretrained, hub ids
+for every weights flag through a hub cache built in huggingface_hub's documented layout
+(``models--owner--name/snapshots/<rev>/…``, ``refs/main``), the model card, lib.convert's
+folders and torch.hub. Nothing here touches the network (HF_HUB_OFFLINE)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import ROOT, train_args
+from PIL import Image
+
+import app as app_cli
+import test as test_cli
+from lib.checkpoint import build_from_checkpoint, load_fsanet_weights
+from lib.configs import get_config
+from lib.convert import main as convert_main
+from lib.FSANet import FSANet, build_fsanet
+from lib.hub import CONFIG_NAME, WEIGHTS_NAME, model_card, resolve_weights
+from lib.keymap import CheckpointError
+from lib.safetensors_file import save_safetensors
+from lib.saving import save_checkpoint
+from utils.data.synthetic import make_sample
+
+REVISION = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture()
+def offline_cache(tmp_path, monkeypatch):
+    """An empty HF cache, with the Hub unreachable by configuration."""
+    import huggingface_hub.constants as constants
+
+    cache = tmp_path / "hf_cache"
+    cache.mkdir()
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    return cache
+
+
+def cache_repo(cache: Path, repo_id: str, folder: Path, revision: str = REVISION) -> Path:
+    """Put a pretrained folder into ``cache`` as huggingface_hub lays out a downloaded repository."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    for name in (WEIGHTS_NAME, CONFIG_NAME, "README.md"):
+        if (folder / name).exists():
+            shutil.copy2(folder / name, snapshot / name)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    return snapshot
+
+
+@pytest.fixture()
+def small(tmp_path):
+    """A seeded fsanet_small, its train.py-style checkpoint and its save_pretrained folder."""
+    torch.manual_seed(3)
+    model = build_fsanet(get_config("fsanet_small")).eval()
+    pth = save_checkpoint(tmp_path / "small.pth", model, epoch=4)
+    folder = tmp_path / "pretrained"
+    model.save_pretrained(folder)
+    return model, pth, folder
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return set(sa) == set(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_save_pretrained_round_trips_bit_for_bit_and_loads_strictly(small, tmp_path):
+    model, _, folder = small
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", CONFIG_NAME, WEIGHTS_NAME]
+    import json
+
+    assert json.loads((folder / CONFIG_NAME).read_text()) == model.config  # the same dict as lib/configs
+    loaded = FSANet.from_pretrained(folder)
+    assert _same_weights(loaded, model) and not loaded.training and loaded.config == model.config
+    extra = dict(model.state_dict(), **{"head.not_a_tensor_of_fsanet": torch.zeros(1)})
+    tampered = tmp_path / "tampered"
+    tampered.mkdir()
+    save_safetensors(tampered / WEIGHTS_NAME, extra, model.config)
+    shutil.copy2(folder / CONFIG_NAME, tampered / CONFIG_NAME)
+    with pytest.raises(RuntimeError, match="Unexpected key"):
+        FSANet.from_pretrained(tampered)
+
+
+def test_a_hub_id_resolves_through_the_offline_cache_for_every_loader(small, offline_cache, tmp_path, synthetic_train):
+    model, pth, folder = small
+    cache_repo(offline_cache, "owner/fsanet-small", folder)
+    assert _same_weights(FSANet.from_pretrained("owner/fsanet-small"), model)
+    assert resolve_weights(f"hf:owner/fsanet-small@{REVISION}").name == WEIGHTS_NAME
+    # test.py: the same maps from the .pth, the folder and the hub id
+    image, _ = make_sample(np.random.default_rng(0), 96, 80)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(image).save(photos / "p.png")
+    maps = {}
+    for name, weights in (("pth", pth), ("folder", folder), ("hub", "hf:owner/fsanet-small")):
+        out = tmp_path / f"maps_{name}"
+        argv = ["--pth_path", str(weights), "--input", str(photos), "--save_path", str(out), "--testsize", "64"]
+        assert test_cli.main([*argv, "--device", "cpu", "--workers", "0", "--no_progress"]) == 0
+        maps[name] = (out / "p.png").read_bytes()
+    assert maps["pth"] == maps["folder"] == maps["hub"]
+    # train.py --pre_model and app.py --pth_path
+    from utils.training.start import prepare_model
+
+    built, start = prepare_model(train_args(tmp_path, synthetic_train, "--pre_model", "hf:owner/fsanet-small"))
+    assert _same_weights(built, model) and start.epoch == 0
+    segmenter = app_cli.make_segmenter(app_cli.build_parser().parse_args(["--pth_path", str(folder), "--testsize", "64"]))
+    assert _same_weights(segmenter.model, model)
+
+
+def test_a_missing_hub_entry_offline_is_one_line_naming_the_download(offline_cache, tmp_path, caplog):
+    with pytest.raises(CheckpointError, match=r"hf:owner/absent: model.safetensors is not in the Hugging Face cache"):
+        resolve_weights("hf:owner/absent")
+    with pytest.raises(CheckpointError, match="hf:owner/name or hf:owner/name@revision"):
+        resolve_weights("hf:no-owner")
+    argv = ["--pth_path", "hf:owner/absent@v2", "--input", str(tmp_path), "--save_path", str(tmp_path / "out")]
+    (tmp_path / "p.png").write_bytes(b"")  # test.py checks inputs first; the weights then fail
+    code = test_cli.main([*argv, "--device", "cpu", "--no_progress"])
+    assert code == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "hf download owner/absent --revision v2" in errors[0] and "\n" not in errors[0]
+
+
+def _front_matter(card: str) -> dict:
+    assert card.startswith("---\n")
+    return yaml.safe_load(card.split("---\n")[1])
+
+
+def test_the_model_card_renders_as_a_hub_card_with_the_eval_table(small, tmp_path):
+    from utils.evaluation.reports import write_reports
+
+    model, pth, _ = small
+    results = {
+        "FSANet": {"DIS-TE1": {"num": 4, "maxFm": 0.912, "wFm": 0.85, "MAE": 0.031, "Sm": 0.9, "meanEm": 0.93, "HCE": 120.0}}
+    }
+    paths = write_reports(results, tmp_path / "eval")
+    out = tmp_path / "hub_folder"
+    assert convert_main([str(pth), str(out), "--results", str(paths["json"])]) == 0
+    card = (out / "README.md").read_text()
+    meta = _front_matter(card)
+    assert meta["library_name"] == "fsanet" and meta["pipeline_tag"] == "image-segmentation"
+    assert {"dichotomous-image-segmentation", "image-segmentation"} <= set(meta["tags"])
+    assert "hce" in meta["metrics"] and "license" in meta
+    assert "| FSANet | DIS-TE1 | 4 | 0.912 | 0.850 | 0.031 | 0.900 | 0.930 | 120 |" in card
+    assert f"{sum(p.numel() for p in model.parameters()):,}" in card and "@article{jiang2024fsanet" in card
+    plain = model_card(model.config, 1)
+    assert "metrics" not in _front_matter(plain) and "## Evaluation" not in plain
+    assert _same_weights(FSANet.from_pretrained(out), model)
+    # a folder that holds something else is refused, nothing written
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    assert convert_main([str(pth), str(tmp_path / "busy")]) == 2
+    assert sorted(p.name for p in (tmp_path / "busy").iterdir()) == ["notes.txt"]
+
+
+def test_convert_writes_a_folder_from_the_authors_checkpoint(authors_checkpoint, tmp_path):
+    out = tmp_path / "fsanet"
+    assert convert_main([str(authors_checkpoint), str(out)]) == 0
+    reference = FSANet().eval()
+    load_fsanet_weights(reference, authors_checkpoint)
+    assert _same_weights(FSANet.from_pretrained(out), reference)
+
+
+def test_torch_hub_load_from_the_checkout(small):
+    model, _, folder = small
+    loaded = torch.hub.load(str(ROOT), "fsanet_small", source="local", weights=str(folder), trust_repo=True)
+    assert _same_weights(loaded, model) and not loaded.training
+    fresh = torch.hub.load(str(ROOT), "fsanet_small", source="local", trust_repo=True)
+    assert fresh.config == model.config and not fresh.training
+    built, _ = build_from_checkpoint(folder)
+    assert _same_weights(built, model)
