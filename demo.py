@@ -59,6 +59,7 @@ def run_demo(out: Path, quick: bool = False, figures: Optional[Path] = None) -> 
         save_every=1,
         no_progress=True,
         overwrite=True,
+        random_backbones=True,  # generated data and no ImageNet files: random encoders, said explicitly
         val_path=str(data / "TestDataset" / "DIS-VD"),
         config="fsanet_small",
         radius=24.0,

@@ -150,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--resnet_weights", default=None, help="torchvision ResNet-50 ImageNet file")
     model.add_argument("--res2net_weights", default=None, help="official Res2Net-50 v1b 26w×4s ImageNet file")
     model.add_argument(
+        "--random_backbones",
+        action="store_true",
+        help="train from random encoders (demo, tests); without it and without the files above the encoders "
+        "start from timm's ImageNet weights in the Hugging Face cache (pvt_v2_b*.in1k, resnet50.tv_in1k)",
+    )
+    model.add_argument(
         "--pre_model",
         type=_optional_path,
         default=None,

@@ -93,6 +93,7 @@ def checks(work: Path, gpus: int, cpu: bool, weights: str = None) -> List[tuple]
         "--no_progress",
         "--save_every",
         "1",
+        "--random_backbones",
         *SMALL,
         *device,
     ]

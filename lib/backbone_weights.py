@@ -1,8 +1,12 @@
-"""ImageNet weights for FSANet's two encoders, from local files (never a download).
+"""ImageNet weights for FSANet's two encoders.
 
 The spatial encoder takes an official or timm PVT-v2 file (or Res2Net-50 v1b); the
-frequency encoder a torchvision ResNet-50 or Res2Net-50 v1b file. Its 1-channel stem
-has no ImageNet counterpart and is drawn from N(0, 1), as the authors' code does.
+frequency encoder a torchvision ResNet-50 (or -18) or Res2Net-50 v1b file. Its 1-channel
+stem has no ImageNet counterpart and is drawn from N(0, 1), as the authors' code does.
+
+Without a local file, training starts from the weights the authors started from, as timm
+publishes them on the Hugging Face Hub (:data:`DEFAULT_BACKBONE_WEIGHTS`): fetched into
+the HF cache when online, read from it offline (``lib.hub``).
 """
 
 from __future__ import annotations
@@ -19,7 +23,18 @@ from lib.keymap import CheckpointError, detect_layout, pvt_v2_to_timm
 _BACKBONE_LAYOUTS: Dict[str, Tuple[str, ...]] = {
     "pvt_v2": ("pvt_v2_official", "pvt_v2_timm"),
     "res2net": ("res2net50_v1b",),
-    "resnet": ("resnet50_torchvision",),
+    "resnet": ("resnet50_torchvision", "resnet18_torchvision"),
+}
+
+#: the ImageNet weights each encoder starts from when no local file is given (timm's hub
+#: repositories). ``resnet50.tv_in1k`` is torchvision's ``resnet50-0676ba61.pth``, the file the
+#: authors' code downloads; ``pvt_v2_b*.in1k`` are the PVT authors' ImageNet weights in timm's
+#: key names. Res2Net has none: timm's ``res2net50d.in1k`` could not be checked offline against
+#: the official v1b 26w×4s file, so it needs ``--res2net_weights``.
+DEFAULT_BACKBONE_WEIGHTS: Dict[str, str] = {
+    **{f"pvt_v2_b{i}": f"hf:timm/pvt_v2_b{i}.in1k" for i in range(6)},
+    "resnet50": "hf:timm/resnet50.tv_in1k",
+    "resnet18": "hf:timm/resnet18.tv_in1k",
 }
 
 

@@ -48,16 +48,37 @@ def download_hint(repo_id: str, revision: Optional[str]) -> str:
     return f"hf download {repo_id}{rev}"
 
 
+def _hub_reachable(endpoint: str) -> bool:
+    """Whether the Hub's host name resolves (no network: it fails at once, where a download
+    would retry for a minute)."""
+    import socket
+    from urllib.parse import urlparse
+
+    try:
+        socket.getaddrinfo(urlparse(endpoint).hostname or "", 443)
+    except OSError:
+        return False
+    return True
+
+
 def hub_file(repo_id: str, filename: str, revision: Optional[str] = None, **kwargs: Any) -> Path:
     """A file of a Hub model repository: from the network when it answers, else the local
     cache; a :class:`CheckpointError` in one line saying what to download and where."""
     from huggingface_hub import constants, hf_hub_download
 
+    if constants.HF_HUB_OFFLINE or not _hub_reachable(constants.ENDPOINT):
+        kwargs["local_files_only"] = True  # the cache only: no retries against a network that is not there
     try:
         return Path(hf_hub_download(repo_id, filename, revision=revision, **kwargs))
     except Exception as error:  # noqa: BLE001  (offline, not cached, no such repository or file, HTTP)
         cache = kwargs.get("cache_dir") or constants.HF_HUB_CACHE
-        offline = " (HF_HUB_OFFLINE is set)" if constants.HF_HUB_OFFLINE else ""
+        offline = (
+            " (HF_HUB_OFFLINE is set)"
+            if constants.HF_HUB_OFFLINE
+            else " (the Hub cannot be reached)"
+            if kwargs.get("local_files_only")
+            else ""
+        )
         raise CheckpointError(
             f"{HUB_PREFIX}{repo_id}{'@' + revision if revision else ''}: {filename} is not in the Hugging Face cache "
             f"{cache} and could not be downloaded{offline} ({type(error).__name__}); on a machine that reaches "

@@ -16,6 +16,7 @@ layout                      what it is
 ``res2net50_v1b``           official Res2Net-50 v1b 26w×4s ImageNet file
                             (its keys are timm's ``res2net50d`` keys)
 ``resnet50_torchvision``    torchvision's ResNet-50 (``resnet50-0676ba61.pth``)
+``resnet18_torchvision``    torchvision's ResNet-18 (``resnet18-f37072fd.pth``)
 ==========================  ==================================================
 
 A ``module.`` prefix (nn.DataParallel / DDP) is removed wherever it appears.
@@ -65,6 +66,7 @@ _LAYOUT_MARKERS: List[Tuple[str, str]] = [
     ("patch_embed.proj.weight", "pvt_v2_timm"),
     ("layer1.0.convs.0.weight", "res2net50_v1b"),
     ("layer1.0.conv3.weight", "resnet50_torchvision"),
+    ("layer1.0.conv2.weight", "resnet18_torchvision"),  # BasicBlock: no conv3
 ]
 
 

@@ -77,6 +77,7 @@ TINY_MODEL_ARGS = ["--config", "fsanet_small"]
 def train_argv(root: Path, data: Path, *extra: str) -> list:
     """train.py's flags for a fast CPU run on ``data``, writing under ``root``."""
     fast = ["--device", "cpu", "--workers", "0", "--no_progress", "--batchsize", "2", "--trainsize", "64"]
+    fast += ["--random_backbones"]  # no ImageNet weights here: random encoders, said explicitly
     return ["--train_path", str(data), "--out_root", str(root), *fast, "--rates", "1", *TINY_MODEL_ARGS, *extra]
 
 

@@ -175,3 +175,58 @@ def test_torch_hub_load_from_the_checkout(small):
     assert fresh.config == model.config and not fresh.training
     built, _ = build_from_checkpoint(folder)
     assert _same_weights(built, model)
+
+
+def _cache_timm(cache: Path, name: str, state_dict: dict) -> None:
+    """A timm ImageNet repository (``timm/<name>``) in the cache: its model.safetensors."""
+    from safetensors.torch import save_file
+
+    folder = cache / "_build" / name
+    folder.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in state_dict.items()}, str(folder / WEIGHTS_NAME))
+    cache_repo(cache, f"timm/{name}", folder)
+
+
+def _argv_without_random_backbones(tmp_path, data, *extra):
+    from conftest import train_argv
+
+    return [a for a in train_argv(tmp_path, data, *extra) if a != "--random_backbones"]
+
+
+def test_default_backbones_are_timms_imagenet_weights_from_the_cache(offline_cache, tmp_path, synthetic_train):
+    import timm
+
+    import train as train_cli
+    from utils.training.start import prepare_model
+
+    torch.manual_seed(5)
+    pvt, resnet = timm.create_model("pvt_v2_b0"), timm.create_model("resnet18")
+    _cache_timm(offline_cache, "pvt_v2_b0.in1k", pvt.state_dict())
+    _cache_timm(offline_cache, "resnet18.tv_in1k", resnet.state_dict())
+    torch.manual_seed(0)  # the decoder's random init, as TrainingRun seeds it
+    from_hub, _ = prepare_model(train_cli.parse_config(_argv_without_random_backbones(tmp_path, synthetic_train)))
+    torch.save(pvt.state_dict(), tmp_path / "pvt.pth")
+    torch.save(resnet.state_dict(), tmp_path / "resnet18.pth")
+    files = ["--pvt_weights", str(tmp_path / "pvt.pth"), "--resnet_weights", str(tmp_path / "resnet18.pth")]
+    torch.manual_seed(0)
+    from_files, _ = prepare_model(train_cli.parse_config(_argv_without_random_backbones(tmp_path, synthetic_train, *files)))
+    assert _same_weights(from_hub, from_files)  # the same tensors whether from the cache or local files
+    spatial = from_hub.spatial_encoder.body.state_dict()
+    assert all(torch.equal(spatial[k], v) for k, v in pvt.state_dict().items() if k in spatial)
+    frequency = from_hub.frequency_branch.encoder.body.state_dict()
+    assert torch.equal(frequency["layer4.1.conv2.weight"], resnet.state_dict()["layer4.1.conv2.weight"])
+
+
+def test_no_backbone_weights_and_no_random_flag_refuses_before_any_work(offline_cache, tmp_path, synthetic_train, caplog):
+    import logging
+
+    import train as train_cli
+
+    out = tmp_path / "run"
+    with caplog.at_level(logging.ERROR):
+        code = train_cli.main(_argv_without_random_backbones(out, synthetic_train))
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert code == 2 and len(errors) == 1 and "\n" not in errors[0]
+    for needed in ("--pvt_weights", "--resnet_weights", "--random_backbones", "hf download timm/pvt_v2_b0.in1k"):
+        assert needed in errors[0], needed
+    assert not out.exists()  # no run folder claimed, no file read

@@ -240,7 +240,7 @@ def test_bad_data_stops_before_training_with_its_message(tmp_path, synthetic_tra
         (data / "GT").mkdir()
     elif case == "batch_one":
         data = synthetic_train
-    argv = ["--train_path", str(data), "--out_root", str(tmp_path), "--device", "cpu", "--epoch", "1"]
+    argv = ["--train_path", str(data), "--out_root", str(tmp_path), "--device", "cpu", "--epoch", "1", "--random_backbones"]
     if case == "batch_one":
         argv += ["--batchsize", "1"]
     with caplog.at_level(logging.ERROR):

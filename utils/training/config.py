@@ -67,6 +67,7 @@ class TrainConfig:
     pvt_weights: Optional[str] = None
     resnet_weights: Optional[str] = None
     res2net_weights: Optional[str] = None
+    random_backbones: bool = False  # the only way to train from random encoders (demo, tests)
     pre_model: Optional[str] = None
     resume: Optional[str] = None
     # devices, speed and output

@@ -36,7 +36,7 @@ from utils.training.recipe import PolyDecay, make_optimizer, make_scheduler, mak
 from utils.training.records import epoch_line, save_epoch, write_scalars
 from utils.training.rng import rng_state, seed_everything, set_rng_state
 from utils.training.run_folder import PACKAGE_LOGGERS, add_log_file, agree, prepare_run_folder, release_lock
-from utils.training.start import prepare_model
+from utils.training.start import check_backbone_weights, prepare_model
 from utils.training.validation import validate, validation_pairs
 
 log = get_logger(__name__)
@@ -80,6 +80,7 @@ class TrainingRun:
         self.finished = False
 
     def __enter__(self) -> "TrainingRun":
+        check_backbone_weights(self.config)  # before any folder is claimed or file read
         try:
             self._claim_folder()
             self._build()

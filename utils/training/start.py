@@ -9,10 +9,12 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from lib.backbone_weights import load_backbone_weights
+from lib.backbone_weights import DEFAULT_BACKBONE_WEIGHTS, load_backbone_weights
 from lib.checkpoint import load_fsanet_checkpoint, read_checkpoint
 from lib.FSANet import FSANet, build_fsanet
+from lib.hub import resolve_weights
 from lib.keymap import CheckpointError, authors_optimizer_to_fsanet, detect_layout
+from models.backbones import FREQUENCY_BACKBONES, SPATIAL_BACKBONES
 from utils.common.logs import get_logger
 from utils.training.config import TrainConfig
 
@@ -26,19 +28,65 @@ def _plain_arg(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def init_backbones(model: FSANet, config: TrainConfig) -> List[str]:
-    """Load the ImageNet files given on the command line; returns the encoders left random."""
-    generator = torch.Generator().manual_seed(config.seed)
+#: the flag that gives each encoder family's local file
+BACKBONE_FLAGS = {"pvt_v2": "--pvt_weights", "res2net": "--res2net_weights", "resnet": "--resnet_weights"}
+
+
+def _encoders(config: TrainConfig) -> Dict[str, str]:
+    """``{part: timm name}`` of the run's two encoders."""
+    return {"spatial": SPATIAL_BACKBONES[config.backbone], "frequency": FREQUENCY_BACKBONES[config.freq_backbone]}
+
+
+def backbone_sources(config: TrainConfig) -> Dict[str, Optional[str]]:
+    """``{part: weights}`` each encoder starts from: the local file of its flag, else timm's
+    ImageNet weights on the Hub (:data:`lib.backbone_weights.DEFAULT_BACKBONE_WEIGHTS`), else
+    ``None`` (random: only with ``--random_backbones``)."""
     files = {"pvt_v2": config.pvt_weights, "res2net": config.res2net_weights, "resnet": config.resnet_weights}
-    flags = {"pvt_v2": "--pvt_weights", "res2net": "--res2net_weights", "resnet": "--resnet_weights"}
+    sources: Dict[str, Optional[str]] = {}
+    for part, timm_name in _encoders(config).items():
+        family = next(f for f in files if timm_name.startswith(f))
+        default = None if config.random_backbones else DEFAULT_BACKBONE_WEIGHTS.get(timm_name)
+        sources[part] = files[family] or default
+    return sources
+
+
+def check_backbone_weights(config: TrainConfig) -> None:
+    """Refuse, before any work, a fresh run whose encoders would start random without
+    ``--random_backbones``, or whose default ImageNet weights are neither cached nor
+    downloadable: one message naming the flags, the files and ``--random_backbones``."""
+    if config.resume or config.pre_model:
+        return  # the weights come from the checkpoint
+    problems = []
+    for part, source in backbone_sources(config).items():
+        timm_name = _encoders(config)[part]
+        flag = BACKBONE_FLAGS[next(f for f in BACKBONE_FLAGS if timm_name.startswith(f))]
+        if source is None:
+            if not config.random_backbones:
+                problems.append(f"the {part} encoder ({timm_name}) has no ImageNet default: give {flag}")
+            continue
+        try:
+            resolve_weights(source)
+        except CheckpointError as error:
+            problems.append(f"{error}; or give the local file with {flag}")
+    if problems:
+        raise CheckpointError(
+            "no ImageNet weights to start from (the authors start from ImageNet PVT-v2-b2 and ResNet-50): "
+            + " | ".join(problems)
+            + " | --random_backbones trains from random encoders instead (not the paper's recipe)"
+        )
+
+
+def init_backbones(model: FSANet, config: TrainConfig) -> List[str]:
+    """Load each encoder's ImageNet weights (:func:`backbone_sources`); returns the encoders left random."""
+    generator = torch.Generator().manual_seed(config.seed)
     random_parts = []
-    for part, encoder in (("spatial", model.spatial_encoder), ("frequency", model.frequency_branch.encoder)):
-        family = next(f for f in files if encoder.timm_name.startswith(f))
-        if files[family]:
-            report = load_backbone_weights(model, files[family], part, generator)
-            log.info("%s encoder (%s) from %s (%s)", part, encoder.timm_name, files[family], report.layout)
+    for part, source in backbone_sources(config).items():
+        encoder = model.spatial_encoder if part == "spatial" else model.frequency_branch.encoder
+        if source:
+            report = load_backbone_weights(model, source, part, generator)
+            log.info("%s encoder (%s) from %s (%s)", part, encoder.timm_name, source, report.layout)
         else:
-            random_parts.append(f"{part} encoder ({encoder.timm_name}, {flags[family]})")
+            random_parts.append(f"{part} encoder ({encoder.timm_name})")
     return random_parts
 
 
@@ -138,9 +186,10 @@ def prepare_model(config: TrainConfig) -> Tuple[FSANet, StartState]:
     random_parts = init_backbones(model, config)
     if random_parts:
         log.warning(
-            "\n%s\nTHE BACKBONES ARE RANDOM: no ImageNet weights for the %s.\n"
+            "\n%s\nTHE BACKBONES ARE RANDOM (--random_backbones): no ImageNet weights for the %s.\n"
             "The authors start from ImageNet PVT-v2-b2 and ResNet-50; without them the paper's numbers "
-            "are out of reach.\nGive the local files with --pvt_weights / --resnet_weights / --res2net_weights.\n%s",
+            "are out of reach.\nDrop --random_backbones (timm's ImageNet weights from the HF cache), or give "
+            "--pvt_weights / --resnet_weights / --res2net_weights.\n%s",
             "!" * 78,
             " and ".join(random_parts),
             "!" * 78,
