@@ -119,12 +119,17 @@ def test_a_missing_hub_entry_offline_is_one_line_naming_the_download(offline_cac
         resolve_weights("hf:owner/absent")
     with pytest.raises(CheckpointError, match="hf:owner/name or hf:owner/name@revision"):
         resolve_weights("hf:no-owner")
-    argv = ["--pth_path", "hf:owner/absent@v2", "--input", str(tmp_path), "--save_path", str(tmp_path / "out")]
-    (tmp_path / "p.png").write_bytes(b"")  # test.py checks inputs first; the weights then fail
-    code = test_cli.main([*argv, "--device", "cpu", "--no_progress"])
+    argv = ["--pth_path", "hf:owner/absent@v2", "--input", str(tmp_path / "none"), "--save_path", str(tmp_path / "out")]
+    code = test_cli.main([*argv, "--device", "cpu", "--no_progress"])  # the weights are resolved first
     assert code == 2
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and "hf download owner/absent --revision v2" in errors[0] and "\n" not in errors[0]
+    assert not (tmp_path / "out").exists()
+    from utils.training.run import TrainingRun
+
+    with pytest.raises(CheckpointError, match="hf:owner/absent"):  # before the run folder is claimed
+        TrainingRun(train_args(tmp_path / "run", tmp_path, "--pre_model", "hf:owner/absent")).__enter__()
+    assert not (tmp_path / "run").exists()
 
 
 def _front_matter(card: str) -> dict:
@@ -230,3 +235,48 @@ def test_no_backbone_weights_and_no_random_flag_refuses_before_any_work(offline_
     for needed in ("--pvt_weights", "--resnet_weights", "--random_backbones", "hf download timm/pvt_v2_b0.in1k"):
         assert needed in errors[0], needed
     assert not out.exists()  # no run folder claimed, no file read
+
+
+def test_a_pretrained_folder_serves_the_web_app_and_the_export_like_its_checkpoint(small, tmp_path):
+    """The folder and the original checkpoint give byte-identical maps through app.py and through
+    an ONNX export (``python -m utils.deploy.export --pth_path FOLDER``)."""
+    model, pth, folder = small
+    image, _ = make_sample(np.random.default_rng(1), 96, 80)
+    photo = tmp_path / "photo.png"
+    Image.fromarray(image).save(photo)
+    maps = []
+    for weights in (pth, folder):
+        args = app_cli.build_parser().parse_args(["--pth_path", str(weights), "--testsize", "64", "--device", "cpu"])
+        maps.append(app_cli.make_segmenter(args).predict(photo).map)
+    assert np.array_equal(maps[0], maps[1]) and maps[0].std() > 0
+    pytest.importorskip("onnxruntime", reason="the export extra is not installed: pip install -e .[export]")
+    pytest.importorskip("onnxscript", reason="the export extra is not installed: pip install -e .[export]")
+    from utils.deploy.export import main as export_main
+    from utils.inference.onnx_model import OnnxFSANet
+    from utils.inference.processing import preprocess
+
+    batch = preprocess(Image.fromarray(image), (64, 64))
+    outputs = []
+    for name, weights in (("pth", pth), ("folder", folder)):
+        out = tmp_path / f"{name}.onnx"
+        assert export_main(["--pth_path", str(weights), "--out", str(out), "--size", "64", "64"]) == 0
+        outputs.append(OnnxFSANet(out)(batch)[0].numpy())
+    assert np.array_equal(outputs[0], outputs[1])
+
+
+def test_the_paper_configuration_starts_from_pvt_v2_b2_and_resnet50_in_the_cache(offline_cache, tmp_path, synthetic_train):
+    import timm
+
+    import train as train_cli
+    from utils.training.start import prepare_model
+
+    torch.manual_seed(6)
+    pvt, resnet = timm.create_model("pvt_v2_b2"), timm.create_model("resnet50")
+    _cache_timm(offline_cache, "pvt_v2_b2.in1k", pvt.state_dict())
+    _cache_timm(offline_cache, "resnet50.tv_in1k", resnet.state_dict())
+    argv = _argv_without_random_backbones(tmp_path, synthetic_train, "--config", "fsanet")
+    model, _ = prepare_model(train_cli.parse_config(argv))
+    spatial, frequency = model.spatial_encoder.body.state_dict(), model.frequency_branch.encoder.body.state_dict()
+    assert torch.equal(spatial["stages.2.blocks.5.attn.kv.weight"], pvt.state_dict()["stages.2.blocks.5.attn.kv.weight"])
+    assert torch.equal(frequency["layer3.5.conv3.weight"], resnet.state_dict()["layer3.5.conv3.weight"])
+    assert not torch.equal(frequency["conv1.weight"][:, :1], resnet.state_dict()["conv1.weight"][:, :1])  # stem ~ N(0, 1)

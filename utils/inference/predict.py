@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from lib.checkpoint import build_from_checkpoint
+from lib.hub import resolve_weights
 from utils.common.amp import AMP_DTYPES, autocast
 from utils.common.devices import resolve_device
 from utils.common.fileio import atomic_write_bytes, check_writable
@@ -173,6 +174,8 @@ def run_prediction(
     """test.py's job: load the model once, predict every set under ``test_path`` (or the
     images of ``input``), write the maps under ``save_path``; returns what was written.
     Inputs, masks and output folders are checked before the model is loaded."""
+    if config.pth_path:
+        resolve_weights(config.pth_path)  # a hub id: fetched, or found in the cache, before any other work
     report = PredictReport()
     save_path = Path(save_path)
     if input:

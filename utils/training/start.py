@@ -54,6 +54,8 @@ def check_backbone_weights(config: TrainConfig) -> None:
     """Refuse, before any work, a fresh run whose encoders would start random without
     ``--random_backbones``, or whose default ImageNet weights are neither cached nor
     downloadable: one message naming the flags, the files and ``--random_backbones``."""
+    if config.pre_model:
+        resolve_weights(config.pre_model)  # a hub id is fetched (or found in the cache) first
     if config.resume or config.pre_model:
         return  # the weights come from the checkpoint
     problems = []
