@@ -26,6 +26,8 @@ PathLike = Union[str, os.PathLike]
 
 HUB_PREFIX = "hf:"
 WEIGHTS_NAME, CONFIG_NAME, CARD_NAME = "model.safetensors", "config.json", "README.md"
+#: a repository without model.safetensors: its torch.save state dict (read with weights_only=True)
+LEGACY_WEIGHTS_NAME = "pytorch_model.bin"
 #: the Hub's metadata of this project's model repositories
 CARD_TAGS = ("dichotomous-image-segmentation", "image-segmentation", "fsanet", "pytorch")
 LIBRARY_NAME, PIPELINE_TAG = "fsanet", "image-segmentation"
@@ -91,7 +93,13 @@ def resolve_weights(spec: PathLike) -> Path:
     """The local file a weights argument names (see the module docstring)."""
     hub = parse_hub_id(spec)
     if hub is not None:
-        return hub_file(hub[0], WEIGHTS_NAME, hub[1])
+        try:
+            return hub_file(hub[0], WEIGHTS_NAME, hub[1])
+        except CheckpointError as missing:
+            try:  # a repository without safetensors: its torch.save state dict (read with weights_only=True)
+                return hub_file(hub[0], LEGACY_WEIGHTS_NAME, hub[1])
+            except CheckpointError:
+                raise missing from None
     path = Path(spec)
     if path.is_dir() and (path / WEIGHTS_NAME).is_file():
         return path / WEIGHTS_NAME

@@ -280,3 +280,26 @@ def test_the_paper_configuration_starts_from_pvt_v2_b2_and_resnet50_in_the_cache
     assert torch.equal(spatial["stages.2.blocks.5.attn.kv.weight"], pvt.state_dict()["stages.2.blocks.5.attn.kv.weight"])
     assert torch.equal(frequency["layer3.5.conv3.weight"], resnet.state_dict()["layer3.5.conv3.weight"])
     assert not torch.equal(frequency["conv1.weight"][:, :1], resnet.state_dict()["conv1.weight"][:, :1])  # stem ~ N(0, 1)
+
+
+def test_a_repository_with_only_pytorch_model_bin_is_read_too(offline_cache, tmp_path):
+    import timm
+
+    torch.manual_seed(7)
+    resnet = timm.create_model("resnet18")
+    folder = tmp_path / "bin_only"
+    folder.mkdir()
+    torch.save(resnet.state_dict(), folder / "pytorch_model.bin")
+    (offline_cache / "models--timm--resnet18.tv_in1k" / "snapshots" / REVISION).mkdir(parents=True)
+    shutil.copy2(folder / "pytorch_model.bin", offline_cache / "models--timm--resnet18.tv_in1k" / "snapshots" / REVISION)
+    (offline_cache / "models--timm--resnet18.tv_in1k" / "refs").mkdir()
+    (offline_cache / "models--timm--resnet18.tv_in1k" / "refs" / "main").write_text(REVISION)
+    path = resolve_weights("hf:timm/resnet18.tv_in1k")
+    assert path.name == "pytorch_model.bin"
+    model = build_fsanet(get_config("fsanet_small"))
+    from lib.backbone_weights import load_backbone_weights
+
+    report = load_backbone_weights(model, "hf:timm/resnet18.tv_in1k", "frequency")
+    assert report.layout == "resnet18_torchvision"
+    body = model.frequency_branch.encoder.body.state_dict()
+    assert torch.equal(body["layer2.0.conv1.weight"], resnet.state_dict()["layer2.0.conv1.weight"])
