@@ -12,12 +12,13 @@ so the numbers only show that every stage works, not the paper's accuracy.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from utils.common.fileio import atomic_copy
 from utils.common.logs import get_logger, setup_logging
+from utils.common.ownership import claim_folder
 from utils.data.sets import DIS_SETS
 from utils.data.synthetic import write_dataset
 from utils.evaluation.figures import draw_architecture, qualitative_grid
@@ -29,11 +30,18 @@ from utils.training.run import run_training
 
 log = get_logger("demo")
 
+#: the files the demo writes in its figure folder (Figures/ holds the committed ones).
+DEMO_FIGURES = ("architecture.png", "demo_grid.png", "demo_pr_DIS-TE1.png", "demo_fm_DIS-TE1.png")
+
 
 def run_demo(out: Path, quick: bool = False, figures: Optional[Path] = None) -> dict:
     """Run every stage under ``out``; returns the evaluation results."""
     # the poly schedule runs the last epoch at lr 0, so even the quick demo trains 2 epochs
     n_train, n_test, size, trainsize, epochs = (8, 2, 128, 64, 2) if quick else (24, 4, 192, 128, 3)
+    claim_folder(out, "demo.py", "--out")  # a folder holding anything else (a project, a dataset) is refused
+    figures = figures or out / "figures"
+    figure_folder = claim_folder(figures, "demo.py", "--figures")
+    figure_folder.record(DEMO_FIGURES)
     data = out / "data"
     log.info("1/5 generating %d training pairs and %d per test set (%d px)", n_train, n_test, size)
     write_dataset(data / "TrainDataset", n_train, size, "authors", seed=0)
@@ -81,7 +89,6 @@ def run_demo(out: Path, quick: bool = False, figures: Optional[Path] = None) -> 
     eval_dir = results_dir / "eval"
     results, _ = evaluate_to_folder(methods, data / "TestDataset", eval_dir, progress=False)
 
-    figures = figures or out / "figures"
     log.info("5/5 figures in %s", figures)
     draw_architecture(figures / "architecture.png")
     qualitative_grid(
@@ -91,7 +98,7 @@ def run_demo(out: Path, quick: bool = False, figures: Optional[Path] = None) -> 
         count=3,
     )
     for kind in ("pr", "fm"):
-        shutil.copyfile(eval_dir / f"{kind}_DIS-TE1.png", figures / f"demo_{kind}_DIS-TE1.png")
+        atomic_copy(eval_dir / f"{kind}_DIS-TE1.png", figures / f"demo_{kind}_DIS-TE1.png")
     sys.stdout.write(format_table(results, "isnet") + "\n\n" + provenance_line(provenance("isnet")) + "\n")
     log.info(
         "done: checkpoints in %s, maps in %s, tables in %s, figures in %s",

@@ -170,12 +170,17 @@ class FSANet(
         """``from_pretrained``: the architecture and weights of the folder's or repository's
         ``model.safetensors`` (its config metadata), loaded strictly, in eval mode."""
         from lib.safetensors_file import read_safetensors
+        from lib.weight_files import check_shapes, safetensors_plan
 
         if Path(model_id).is_dir():
             path = Path(model_id) / WEIGHTS_NAME
         else:
             options = dict(cache_dir=cache_dir, force_download=force_download, local_files_only=local_files_only)
             path = hub_file(model_id, WEIGHTS_NAME, revision, token=token, **options)
+        plan = safetensors_plan(path)  # a stranger's file: config and shapes checked before any tensor is read
+        if plan is not None:
+            with torch.device("meta"):
+                check_shapes(cls(**plan[0]).state_dict(), plan[1], path)
         obj = read_safetensors(path)
         if not isinstance(obj.get("config"), dict):
             raise ValueError(f"{path}: no FSANet config in its metadata; write it with save_pretrained or lib.convert")

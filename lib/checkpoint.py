@@ -24,6 +24,7 @@ from lib.keymap import (
     detect_layout,
 )
 from lib.safetensors_file import is_safetensors, read_safetensors
+from lib.weight_files import check_archive, check_shapes, describe, file_kind, safetensors_plan
 
 PathLike = Union[str, os.PathLike]
 
@@ -57,6 +58,21 @@ def _prefixes(keys: List[str]) -> str:
 # ----------------------------------------------------------------------------- reading
 
 
+def meta_state_dict(config: Mapping[str, Any]) -> Mapping[str, torch.Tensor]:
+    """The state dict of the FSANet ``config`` describes, on the meta device (no memory)."""
+    from lib.FSANet import build_fsanet
+
+    with torch.device("meta"):
+        return build_fsanet(dict(config)).state_dict()
+
+
+def check_safetensors(path: PathLike) -> None:
+    """Validate an FSANet safetensors file's config and tensor shapes from its header alone."""
+    plan = safetensors_plan(path)
+    if plan is not None:
+        check_shapes(meta_state_dict(plan[0]), plan[1], path)
+
+
 def read_checkpoint(path: PathLike) -> Any:
     """``torch.load(path, map_location="cpu", weights_only=True)`` with clear errors;
     ``.safetensors`` files through :func:`lib.safetensors_file.read_safetensors`; a
@@ -71,8 +87,14 @@ def read_checkpoint(path: PathLike) -> Any:
         )
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file; check the path (pretrained files go in models/)")
-    if is_safetensors(path):
+    kind = file_kind(path)  # by the bytes: a safetensors file named .pth is still read as one
+    if kind == "safetensors" or (kind == "unknown" and is_safetensors(path)):
+        check_safetensors(path)
         return read_safetensors(path)
+    if kind == "onnx":
+        raise CheckpointError(f"{path}: is {describe(kind)}, not PyTorch weights; e.g. test.py --onnx {path}")
+    if kind == "pytorch":
+        check_archive(path)  # torch.load does not check the CRCs: a damaged tensor would load
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -117,6 +139,13 @@ def _check_keys(module: nn.Module, state_dict: Mapping[str, torch.Tensor], what:
         f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
         for k in expected
         if k in state_dict and state_dict[k].shape != expected[k].shape
+    ] + [
+        f"{k}: file {state_dict[k].dtype} for a floating-point tensor"
+        for k in expected
+        if k in state_dict
+        and expected[k].is_floating_point()
+        and not state_dict[k].is_floating_point()
+        and state_dict[k].shape == expected[k].shape
     ]
     if not (missing or unexpected or mismatched):
         return
@@ -200,11 +229,20 @@ def build_from_checkpoint(path: PathLike, **overrides: Any) -> Tuple[nn.Module, 
     Project checkpoints carry their config; for other layouts the paper's
     configuration (plus ``overrides``) is built.
     """
+    from lib.configs import validate_config
     from lib.FSANet import build_fsanet
 
     obj = read_checkpoint(path)  # read once: FSANet checkpoints are ~440 MB
-    layout, _, meta = detect_layout(obj, path)
-    model = build_fsanet(meta.get("config") if layout == "project" else None, **overrides)
+    layout, state_dict, meta = detect_layout(obj, path)
+    config = meta.get("config") if layout == "project" else None
+    if config is not None:
+        try:
+            config = validate_config(config, str(path))
+        except ValueError as error:
+            raise CheckpointError(str(error)) from None
+        shapes = {k: (tuple(v.shape), v.dtype) for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
+        check_shapes(meta_state_dict({**config, **overrides}), shapes, path)  # on the meta device, before any allocation
+    model = build_fsanet(config, **overrides)
     report = load_fsanet_checkpoint(model, obj, path)
     return model.eval(), report
 

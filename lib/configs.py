@@ -37,3 +37,42 @@ def get_config(name: str) -> Dict[str, Any]:
     if name not in CONFIGS:
         raise ValueError(f"unknown FSANet configuration {name!r}; choose one of {', '.join(CONFIGS)}")
     return dict(CONFIGS[name])
+
+
+#: the widest encoder stage and decoder any released PVT-v2 / Res2Net configuration uses, with room to spare.
+MAX_CHANNELS = 2048
+
+
+def validate_config(config: Any, source: str) -> Dict[str, Any]:
+    """Check an FSANet config read from a file (input from strangers) before any
+    model is built from it; a ``ValueError`` names ``source`` and the bad entry."""
+    from models.backbones import FREQUENCY_BACKBONES, SPATIAL_BACKBONES
+
+    def bad(what: str) -> ValueError:
+        return ValueError(f"{source}: its FSANet config {what}; the file is damaged or not an FSANet file")
+
+    if not isinstance(config, dict):
+        raise bad(f"is a {type(config).__name__}, not a mapping")
+    known = set(CONFIGS["fsanet"])
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise bad(f"has unknown keys {unknown} (known: {sorted(known)})")
+    choices = {"backbone": SPATIAL_BACKBONES, "freq_backbone": FREQUENCY_BACKBONES}
+    for key, allowed in choices.items():
+        if key in config and config[key] not in allowed:
+            raise bad(f"names {key} {config[key]!r} (known: {', '.join(sorted(allowed))})")
+    channels = config.get("channels", CONFIGS["fsanet"]["channels"])
+    if (
+        not isinstance(channels, (list, tuple))
+        or len(channels) != 4
+        or not all(isinstance(c, int) and not isinstance(c, bool) and 1 <= c <= MAX_CHANNELS for c in channels)
+    ):
+        raise bad(f"has channels {channels!r} (four integers from 1 to {MAX_CHANNELS})")
+    decoder = config.get("decoder_channels", 64)
+    if not isinstance(decoder, int) or isinstance(decoder, bool) or not 1 <= decoder <= MAX_CHANNELS:
+        raise bad(f"has decoder_channels {decoder!r} (an integer from 1 to {MAX_CHANNELS})")
+    for key, low, high in (("radius", 0.0, 1e6), ("drop_path_rate", 0.0, 1.0)):
+        value = config.get(key, 0.0)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= float(value) <= high:
+            raise bad(f"has {key} {value!r} (a number from {low:g} to {high:g})")
+    return dict(config)

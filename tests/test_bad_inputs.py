@@ -26,6 +26,7 @@ from lib.configs import get_config
 from lib.FSANet import build_fsanet
 from lib.keymap import CheckpointError
 from lib.saving import save_checkpoint
+from utils.common.ownership import MANIFEST
 from utils.data.checks import verify_pairs
 from utils.data.dataset import TrainDataset
 from utils.data.folders import DatasetError
@@ -267,7 +268,9 @@ def test_maps_are_never_written_over_inputs_or_masks(tmp_path, synthetic_train, 
         code = _predict(
             str(small_checkpoint), "--test_path", str(sets), "--save_path", str(sets / "DIS-TE1" / ".."), "--sets", "DIS-TE1"
         )
-    assert code == 0  # <save_path>/DIS-TE1 is the set's own folder, not its Imgs or GT: allowed
+    assert code == 2  # the maps would be mixed into the user's dataset (<save_path>/DIS-TE1 is the set itself)
+    assert "holds files test.py did not write (DIS-TE1)" in caplog.text
+    assert sorted(p.name for p in (sets / "DIS-TE1").iterdir()) == [MANIFEST, "GT", "Imgs"]  # as copied
     for name in ("GT", "Imgs"):
         caplog.clear()
         out = tmp_path / f"escape_{name}"
@@ -288,7 +291,7 @@ def test_input_images_sharing_a_stem_get_two_maps(tmp_path, small_checkpoint, ca
     Image.fromarray(rng.integers(0, 255, (48, 32, 3), dtype=np.uint8)).save(photos / "photo.png")
     with caplog.at_level(logging.INFO):
         assert _predict(str(small_checkpoint), "--input", str(photos), "--save_path", str(tmp_path / "maps")) == 0
-    maps = {p.name: Image.open(p).size for p in (tmp_path / "maps").iterdir()}
+    maps = {p.name: Image.open(p).size for p in (tmp_path / "maps").glob("*.png")}
     assert maps == {"photo_jpg.png": (56, 40), "photo_png.png": (32, 48)}
     assert "input: 2 maps written" in caplog.text
     # writing next to the inputs is refused (photo.png would be overwritten)
@@ -334,7 +337,7 @@ def test_a_full_disk_during_prediction_keeps_the_maps_already_written(tmp_path, 
     with caplog.at_level(logging.ERROR):
         assert _predict(small_checkpoint, "--input", str(photos), "--save_path", str(tmp_path / "maps")) == 2
     assert "no space left on device" in caplog.text and "Traceback" not in caplog.text
-    assert [p.name for p in (tmp_path / "maps").iterdir()] == ["a.png"]
+    assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == [MANIFEST, "a.png"]
     assert Image.open(tmp_path / "maps" / "a.png").size == (32, 32)
 
 

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from utils.common.ownership import claim_folder
 from utils.data.pairing import LAYOUTS
 
 PathLike = Union[str, os.PathLike]
@@ -139,7 +140,10 @@ def write_dataset(
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {sorted(LAYOUTS)}, got {layout!r}")
     width, height = (size, size) if isinstance(size, int) else size
+    owned = claim_folder(out, "utils.data.synthetic", "--out")
     image_dir, mask_dir = (Path(out) / name for name in LAYOUTS[layout])
+    names = [f"synth_{index:05d}" for index in range(count)]
+    owned.record([image_dir / f"{n}{image_ext}" for n in names] + [mask_dir / f"{n}.png" for n in names])
     image_dir.mkdir(parents=True, exist_ok=True)
     mask_dir.mkdir(parents=True, exist_ok=True)
     written = []

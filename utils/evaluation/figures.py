@@ -107,7 +107,7 @@ def qualitative_grid(
     ``images`` is an image folder or a set folder (``Imgs``/``im`` + ``GT``/``gt``).
     """
     images = Path(images)
-    if masks is None and not any(images.glob("*.*")):
+    if masks is None and not list_images(images):
         _, images, masks = find_layout(images, need_masks=False)
     paths = list_images(images)[:count]
     for name, root in predictions.items():

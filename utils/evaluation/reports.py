@@ -8,6 +8,7 @@ with OpenCV: from 4.13 on ``cv2.approxPolyDP`` measures distance to the segment)
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import platform
@@ -17,8 +18,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from utils.common.fileio import check_writable
+from utils.common.fileio import atomic_write_bytes, atomic_write_text, check_writable
 from utils.common.logs import get_logger
+from utils.common.ownership import claim_folder
 from utils.data.sets import DIS_SETS
 from utils.evaluation.hce import HCE_RULE_TEXT
 from utils.evaluation.metrics import METRIC_KEYS, OVERALL_TEXT, Curves, Results
@@ -29,6 +31,8 @@ log = get_logger(__name__)
 
 #: arrows for the table header: higher or lower is better.
 BETTER = {"maxFm": "↑", "meanFm": "↑", "wFm": "↑", "MAE": "↓", "Sm": "↑", "meanEm": "↑", "maxEm": "↑", "HCE": "↓"}
+#: the tables eval.py writes in --save_dir.
+REPORT_FILES = ("results.md", "results.csv", "results.json")
 #: the distributions whose versions the metric values depend on.
 METRIC_LIBRARIES = ("pysodmetrics", "scikit-image", "numpy", "scipy")
 
@@ -100,15 +104,28 @@ def write_reports(results: Results, save_dir: PathLike, hce_rule: Optional[str] 
     save_dir = Path(save_dir)
     save_dir.mkdir(parents=True, exist_ok=True)
     info = provenance(hce_rule)
-    paths = {"md": save_dir / "results.md", "csv": save_dir / "results.csv", "json": save_dir / "results.json"}
-    paths["md"].write_text(format_table(results, hce_rule) + "\n\n" + provenance_line(info) + "\n")
+    paths = {key: save_dir / name for key, name in zip(("md", "csv", "json"), REPORT_FILES)}
+    atomic_write_text(paths["md"], format_table(results, hce_rule) + "\n\n" + provenance_line(info) + "\n")
     header, rows = _rows(results)
-    with paths["csv"].open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header + ["hce_rule"])
-        writer.writerows([row[:3] + [repr(float(v)) for v in row[3:]] + [hce_rule or ""] for row in rows])
-    paths["json"].write_text(json.dumps({"results": results, "provenance": info}, indent=2) + "\n")
+    table = io.StringIO(newline="")
+    writer = csv.writer(table)
+    writer.writerow(header + ["hce_rule"])
+    writer.writerows([row[:3] + [repr(float(v)) for v in row[3:]] + [hce_rule or ""] for row in rows])
+    atomic_write_text(paths["csv"], table.getvalue())
+    atomic_write_text(paths["json"], json.dumps({"results": results, "provenance": info}, indent=2) + "\n")
     return paths
+
+
+def _curve_sets(curves: Curves) -> List[str]:
+    return sorted(
+        {s for per_set in curves.values() for s in per_set},
+        key=lambda s: (DIS_SETS.index(s) if s in DIS_SETS else len(DIS_SETS), s),
+    )
+
+
+def curve_files(curves: Curves) -> List[str]:
+    """The names :func:`plot_curves` writes for ``curves``."""
+    return [f"{kind}_{set_name}.png" for set_name in _curve_sets(curves) for kind in ("pr", "fm")]
 
 
 def plot_curves(curves: Curves, save_dir: PathLike) -> List[Path]:
@@ -117,12 +134,8 @@ def plot_curves(curves: Curves, save_dir: PathLike) -> List[Path]:
 
     save_dir = Path(save_dir)
     save_dir.mkdir(parents=True, exist_ok=True)
-    sets = sorted(
-        {s for per_set in curves.values() for s in per_set},
-        key=lambda s: (DIS_SETS.index(s) if s in DIS_SETS else len(DIS_SETS), s),
-    )
     written = []
-    for set_name in sets:
+    for set_name in _curve_sets(curves):
         for kind in ("pr", "fm"):
             fig = Figure(figsize=(4.5, 4), dpi=120)
             ax = fig.subplots()
@@ -142,7 +155,9 @@ def plot_curves(curves: Curves, save_dir: PathLike) -> List[Path]:
             ax.legend(loc="lower left" if kind == "pr" else "lower center")
             fig.tight_layout()
             path = save_dir / f"{kind}_{set_name}.png"
-            fig.savefig(path)
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format="png")
+            atomic_write_bytes(path, buffer.getvalue())
             written.append(path)
     return written
 
@@ -182,11 +197,14 @@ def evaluate_to_folder(
 ) -> Tuple[Results, Dict[str, Any]]:
     """eval.py's job: score ``methods`` on the sets under ``gt_root`` and write the tables
     (and curves) to ``save_dir``, which is checked writable before any metric is computed."""
+    owned = claim_folder(save_dir, "eval.py", "--save_dir")
+    owned.record(REPORT_FILES)
     check_writable(save_dir, "--save_dir")
     if hce_rule:
         check_opencv()
     results, set_curves = evaluate(methods, gt_root, sets, workers, allow_missing, hce_rule=hce_rule, progress=progress)
     paths: Dict[str, Any] = dict(write_reports(results, save_dir, hce_rule))
     if curves:
+        owned.record(curve_files(set_curves))
         paths["curves"] = plot_curves(set_curves, save_dir)
     return results, paths

@@ -11,6 +11,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 from utils.common.logs import get_logger
 from utils.data.folders import DatasetError, list_images
 from utils.data.images import MASK_EXTENSIONS, image_size
+from utils.data.pairing import LAYOUTS
 from utils.data.sets import find_sets
 
 PathLike = Union[str, os.PathLike]
@@ -93,12 +94,26 @@ def _refuse_shared_outputs(jobs: Sequence[Job], why: str) -> None:
         raise DatasetError(f"{why}: {'; '.join(shared)}; rename or remove one of each")
 
 
-def refuse_writing_into(jobs: Sequence[Job], protected: Sequence[Path], flag: str = "--save_path") -> None:
-    """Raise when a map would be written into a folder holding inputs or masks (they could be overwritten)."""
+def refuse_writing_into(
+    jobs: Sequence[Job], protected: Sequence[Path], flag: str = "--save_path", below: Sequence[Path] = ()
+) -> None:
+    """Raise when a map would be written into a folder holding inputs or masks, or anywhere below ``below``."""
     guarded = {Path(p).resolve() for p in protected if p is not None}
-    hit = sorted({str(job.output.parent) for job in jobs if job.output.parent.resolve() in guarded})
+    guarded_below = {Path(p).resolve() for p in below}
+
+    def hits(folder: Path) -> bool:
+        folder = folder.resolve()
+        return folder in guarded or any(folder.is_relative_to(g) for g in guarded_below)
+
+    hit = sorted({str(job.output.parent) for job in jobs if hits(job.output.parent)})
     if hit:
         raise DatasetError(
             f"{flag} would write maps into {', '.join(hit)}, which holds the input images or the "
-            "ground-truth masks (they could be overwritten); choose another folder"
+            "ground-truth masks (they could be overwritten or mixed with maps); choose another folder"
         )
+
+
+def masks_beside(folder: Path) -> List[Path]:
+    """The mask folders next to an image folder (``X/Imgs`` → ``X/GT``, ``X/im`` → ``X/gt``)."""
+    siblings = [folder.parent / masks for images, masks in LAYOUTS.values() if folder.name == images]
+    return [s for s in siblings if s.is_dir()]

@@ -27,10 +27,11 @@ from utils.common.amp import AMP_DTYPES, autocast
 from utils.common.devices import resolve_device
 from utils.common.fileio import atomic_write_bytes, check_writable
 from utils.common.logs import get_logger
+from utils.common.ownership import claim_folder
 from utils.data.folders import DatasetError, list_images
 from utils.data.images import IMAGE_EXTENSIONS, read_rgb
 from utils.inference.config import DEFAULT_TESTSIZE, PredictConfig
-from utils.inference.jobs import Job, PredictReport, find_test_sets, input_jobs, refuse_writing_into, set_jobs
+from utils.inference.jobs import Job, PredictReport, find_test_sets, input_jobs, masks_beside, refuse_writing_into, set_jobs
 from utils.inference.processing import postprocess, preprocess
 
 PathLike = Union[str, os.PathLike]
@@ -187,17 +188,19 @@ def run_prediction(
             )
         jobs = input_jobs(images, save_path)
         folder = Path(input) if Path(input).is_dir() else Path(input).parent
-        refuse_writing_into(jobs, [folder])
+        refuse_writing_into(jobs, [folder], below=masks_beside(folder))
         work = [("input", jobs)]
     else:
         sets = find_test_sets(test_path, sets)
         work = [(name, set_jobs(images, masks, save_path / name, report)) for name, images, masks in sets]
-        refuse_writing_into(
-            [job for _, jobs in work for job in jobs], [folder for _, images, masks in sets for folder in (images, masks)]
-        )
+        inputs = [folder for _, images, masks in sets for folder in (images, masks) if folder is not None]
+        refuse_writing_into([job for _, jobs in work for job in jobs], inputs, below=inputs)
+    owned = claim_folder(save_path, "test.py", "--save_path")
+    owned.check(job.output for _, jobs in work for job in jobs)
     for folder in sorted({job.output.parent for _, jobs in work for job in jobs}):
         check_writable(folder, "--save_path")
     model, device = load_predictor(config)
+    owned.record(job.output for _, jobs in work for job in jobs)
     for name, jobs in work:
         before = len(report.written)
         predict_jobs(model, jobs, config, device, progress=progress, desc=name, report=report)
