@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from lib.checkpoint import read_checkpoint
 from lib.configs import CONFIGS
 from lib.FSANet import CHECKPOINT_PARTS
 from lib.keymap import CheckpointError
@@ -32,8 +31,11 @@ from utils.common.cli import (
 )
 from utils.common.fileio import OutputError
 from utils.common.logs import get_logger, setup_logging
+from utils.common.signals import stop_handlers
+from utils.data.dataset import loader_failure
 from utils.data.folders import DatasetError
 from utils.training.config import TrainConfig
+from utils.training.records import last_saved, stop_message
 from utils.training.run import TrainingRun
 
 
@@ -162,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="start from these FSANet weights (+ optimiser state and epoch), e.g. FSANet-100.pth",
     )
     model.add_argument(
+        "--fine_tune",
+        action="store_true",
+        help="with --pre_model: use the file's weights only; the epoch counter starts at 0 and the optimiser "
+        "is fresh (fine-tuning FSANet-100.pth, whose counter is 99, for --epoch N)",
+    )
+    model.add_argument(
         "--resume", default=None, help="continue a run exactly from its checkpoint (a file, or the run's checkpoint folder)"
     )
 
@@ -216,44 +224,46 @@ def parse_config(argv: Optional[Sequence[str]] = None) -> TrainConfig:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     setup_logging()
     log = get_logger("train")
-    config = parse_config(argv)
+    try:
+        config = parse_config(argv)
+    except ValueError as error:  # a value argparse accepts but the recipe cannot use (e.g. --rates giving size 0)
+        log.error("%s", error)
+        return EXIT_REFUSED
     run_dir = Path(config.out_root) / "checkpoints" / config.train_save
+    with stop_handlers():
+        return _train(config, run_dir, log)
+
+
+def _train(config: TrainConfig, run_dir: Path, log) -> int:
     try:
         with TrainingRun(config) as run:  # claims the run folder; data, model, AdaXW; --resume / --pre_model
             for epoch in run.epochs():
                 stats = run.train_epoch(epoch)  # one optimiser step per size rate (utils/training/recipe.py)
                 val = run.validate(epoch)  # MAE and maxFβ on --val_path, every --val_every epochs
                 run.end_epoch(epoch, stats, val)  # train.log, tensorboard, latest/numbered/best checkpoints
-    except KeyboardInterrupt:
-        saved = _last_saved(run_dir)
-        log.error(
-            "interrupted. %s",
-            f"{saved}; continue with the same options plus --resume {run_dir}"
-            if saved
-            else "no epoch was finished, so nothing was saved",
-        )
+    except KeyboardInterrupt as stop:  # Ctrl-C, and SIGTERM (SLURM, Kubernetes, timeout)
+        log.error("%s", stop_message(stop, run_dir))
         return EXIT_INTERRUPTED
     except FloatingPointError as error:
-        saved = _last_saved(run_dir)
+        saved = last_saved(run_dir)
         log.error("%s. %s", error, f"The last good checkpoint: {saved}" if saved else "No checkpoint was saved.")
         return EXIT_REFUSED
-    except (DatasetError, CheckpointError, OutputError, ValueError) as error:
-        log.error("%s", error)
-        return EXIT_REFUSED
-    except OSError as error:  # a full disk while saving, a folder that became unwritable
-        saved = _last_saved(run_dir)
-        text = error.strerror if error.errno == errno.ENOSPC else str(error)
-        log.error("%s. %s", text, f"Intact: {saved}" if saved else "No checkpoint was saved before.")
-        return EXIT_REFUSED
+    except Exception as error:  # noqa: BLE001  every known failure ends in one line; others keep their traceback
+        from_worker = loader_failure(error)
+        if from_worker is not None:  # a file deleted mid-run, a worker killed by the OOM killer
+            saved = last_saved(run_dir)
+            log.error("%s. %s", from_worker, f"Intact: {saved}" if saved else "No checkpoint was saved before.")
+            return EXIT_REFUSED
+        if isinstance(error, (DatasetError, CheckpointError, OutputError, ValueError)):
+            log.error("%s", error)
+            return EXIT_REFUSED
+        if isinstance(error, OSError):  # a full disk while saving, a folder that became unwritable
+            saved = last_saved(run_dir)
+            text = error.strerror if error.errno == errno.ENOSPC and error.strerror else str(error)
+            log.error("%s. %s", text, f"Intact: {saved}" if saved else "No checkpoint was saved before.")
+            return EXIT_REFUSED
+        raise
     return 0
-
-
-def _last_saved(run_dir: Path) -> Optional[str]:
-    """``latest.pth (epoch N)`` of the run, if it holds a readable one."""
-    try:
-        return f"{run_dir / 'latest.pth'} (epoch {read_checkpoint(run_dir / 'latest.pth')['epoch']})"
-    except Exception:  # noqa: BLE001  absent or unreadable: nothing to point to
-        return None
 
 
 if __name__ == "__main__":

@@ -20,13 +20,23 @@ from typing import Optional, Sequence
 import torch
 
 from lib.checkpoint import LoadReport, build_from_checkpoint
-from lib.keymap import CheckpointError
+from lib.keymap import FORMAT_NAME, CheckpointError
 from lib.safetensors_file import SUFFIX, read_safetensors, save_safetensors
+from lib.weight_files import file_kind, safetensors_header
 from utils.common.cli import EXIT_REFUSED, HelpFormatter
 from utils.common.fileio import OutputError, check_writable
 from utils.common.logs import get_logger, setup_logging
+from utils.common.ownership import check_replaceable
 
 log = get_logger(__name__)
+
+
+def is_fsanet_safetensors(path: Path) -> bool:
+    """A safetensors file carrying this project's FSANet metadata (what this command writes)."""
+    try:
+        return file_kind(path) == "safetensors" and safetensors_header(path)[1].get("format") == FORMAT_NAME
+    except (CheckpointError, ValueError, OSError):
+        return False
 
 
 def convert_to_safetensors(source: Path, target: Path) -> LoadReport:
@@ -34,6 +44,7 @@ def convert_to_safetensors(source: Path, target: Path) -> LoadReport:
     ``target`` and read them back to check every tensor is bit-identical."""
     if Path(target).suffix.lower() != SUFFIX:
         raise OutputError(f"{target}: the output name must end in {SUFFIX}")
+    check_replaceable(target, "OUT", is_fsanet_safetensors, "an FSANet safetensors file", inputs=[source])
     check_writable(Path(target).parent, "OUT")
     model, report = build_from_checkpoint(source)
     state_dict = model.state_dict()

@@ -63,6 +63,7 @@ def run_recipe(trajectory, weights_file) -> Dict[str, object]:
         drop_path=0.0,  # the fixture's run: every DropPath at 0 (no randomness)
         device="cpu",
         pre_model=str(weights_file),
+        fine_tune=True,  # the file says epoch 99; the fixture's run starts its counter at 0
     )
     model, _ = prepare_model(config)  # --pre_model's path: the authors' layout through lib/keymap.py
     model.train()

@@ -61,10 +61,43 @@ def atomic_write_text(path: PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode())
 
 
+class _RecordingWriter:
+    """A file handle that keeps the exception its ``write`` raised: torch's zip writer
+    turns it into ``RuntimeError: ... unexpected pos``, and the real cause (a full disk,
+    an I/O error) is what the user must be told."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle, self.error = handle, None
+
+    def write(self, data) -> int:
+        try:
+            return self.handle.write(data)
+        except BaseException as error:
+            self.error = error
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+    def __getattr__(self, name: str) -> Any:  # fileno, tell, … of the real handle
+        return getattr(self.handle, name)
+
+
 def atomic_save(obj: Any, path: PathLike) -> None:
     """``torch.save`` through :func:`atomic_write`: a kill or a full disk
-    during the write never leaves a truncated file at ``path``."""
-    atomic_write(path, lambda handle: torch.save(obj, handle))
+    during the write never leaves a truncated file at ``path``; a write error comes out
+    as itself (``OSError``), not as torch's ``RuntimeError``."""
+
+    def write(handle: BinaryIO) -> None:
+        recorder = _RecordingWriter(handle)
+        try:
+            torch.save(obj, recorder)
+        except RuntimeError:
+            if recorder.error is not None:
+                raise recorder.error from None
+            raise
+
+    atomic_write(path, write)
 
 
 def atomic_copy(source: PathLike, target: PathLike) -> Path:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -161,3 +162,23 @@ def make_train_loader(
             "--batchsize (2 at the least)"
         )
     return loader, sampler, generator
+
+
+def loader_failure(error: BaseException) -> Optional[str]:
+    """One line for an error that came out of a DataLoader worker (a file deleted or damaged
+    mid-run, a worker killed by the out-of-memory killer), or None for any other error.
+    torch re-raises a worker's error with the worker's whole traceback in its message."""
+    text = str(error)
+    killed = re.search(
+        r"DataLoader worker \(pid\(?s?\)? ?([\d, {}]+)\)? (?:is killed by signal: (.+?)\.|exited unexpectedly)", text
+    )
+    if killed:
+        how = f"was killed by signal {killed.group(2)}" if killed.group(2) else "exited unexpectedly"
+        return (
+            f"a data-loading worker (pid {killed.group(1).strip('{} ')}) {how} — often the out-of-memory killer; "
+            "lower --workers or --batchsize, or use --workers 0"
+        )
+    if "in DataLoader worker process" in text:
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        return f"in a data-loading worker: {lines[-1]}"
+    return None

@@ -35,9 +35,11 @@ from lib.configs import CONFIGS, get_config
 from lib.FSANet import INPUT_MULTIPLE, build_fsanet
 from lib.keymap import CheckpointError
 from utils.common.extras import MissingExtraError, require_extra
+from utils.common.fileio import OutputError, temporary_name
 from utils.common.logs import get_logger, setup_logging
+from utils.common.ownership import check_replaceable
 from utils.inference.config import DEFAULT_TESTSIZE
-from utils.inference.onnx_model import OnnxError
+from utils.inference.onnx_model import OnnxError, is_fsanet_onnx
 from utils.inference.processing import map_difference
 
 PathLike = Union[str, os.PathLike]
@@ -87,8 +89,6 @@ def export_onnx(
     """
     require_extra("export", "ONNX export", "onnx", "onnxscript")
     from torch.export import Dim
-
-    from utils.common.fileio import temporary_name
 
     height, width = (int(s) for s in size)
     if height % INPUT_MULTIPLE or width % INPUT_MULTIPLE:
@@ -246,21 +246,30 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             sizes = [(s, s) for s in args.verify_sizes if s > 0]
             if not args.dynamic and any(s != size for s in sizes):
                 raise ValueError(f"--verify_sizes: a fixed-size export runs at {size[0]}×{size[1]} only; or use --dynamic")
-        out = export_onnx(model, args.out, size, args.dynamic, args.opset)
+        out = Path(args.out)
+        # only an earlier FSANet export may be replaced, and only by one that verifies
+        check_replaceable(out, "--out", is_fsanet_onnx, "an FSANet ONNX export", inputs=[args.pth_path])
+        tmp = temporary_name(out)
+        try:
+            export_onnx(model, tmp, size, args.dynamic, args.opset)
+            if sizes:
+                agreements = verify_onnx(tmp, model, sizes)
+                log.info("onnxruntime vs PyTorch maps: %s", "; ".join(map(str, agreements)))
+                if not all(a.ok for a in agreements):
+                    kept = f"the earlier {out} is left as it was" if out.exists() else "nothing was written"
+                    log.error("the export's maps differ from PyTorch's by more than 1 grey level; %s", kept)
+                    return 1
+                if any(a.max_difference > 1 for a in agreements):
+                    log.warning(
+                        "these weights make FSANet's map numerically chaotic at a few pixels (PyTorch's own map "
+                        "moves there under a 1e-6 change of the input); the export agrees elsewhere"
+                    )
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)
         log.info("wrote %s (%.1f MiB, input %s)", out, out.stat().st_size / 2**20, "dynamic" if args.dynamic else size)
-        if sizes:
-            agreements = verify_onnx(out, model, sizes)
-            log.info("onnxruntime vs PyTorch maps: %s", "; ".join(map(str, agreements)))
-            if not all(a.ok for a in agreements):
-                log.error("%s: its maps differ from PyTorch's by more than 1 grey level; do not use it", out)
-                return 1
-            if any(a.max_difference > 1 for a in agreements):
-                log.warning(
-                    "these weights make FSANet's map numerically chaotic at a few pixels (PyTorch's own map "
-                    "moves there under a 1e-6 change of the input); the export agrees elsewhere"
-                )
-    except (CheckpointError, ExportError, MissingExtraError, ValueError, OSError) as error:  # nothing usable was written
-        log.error("%s", error)
+    except (CheckpointError, ExportError, MissingExtraError, OnnxError, OutputError, ValueError, OSError) as error:
+        log.error("%s", error)  # nothing usable was written
         return 2
     return 0
 

@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import torch
 from torch import nn
 
+from lib.weight_files import describe, file_kind
 from utils.common.extras import require_extra
 
 PathLike = Union[str, os.PathLike]
@@ -39,6 +40,11 @@ class OnnxFSANet(nn.Module):
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise OnnxError("--device cuda with --onnx needs onnxruntime-gpu; this onnxruntime runs on the CPU only")
             providers.insert(0, "CUDAExecutionProvider")
+        kind = file_kind(path) if os.path.isfile(path) else "missing"
+        if kind == "missing":
+            raise OnnxError(f"{path}: no such file; export one with python -m utils.deploy.export")
+        if kind in ("pytorch", "pytorch_legacy", "safetensors"):
+            raise OnnxError(f"{path}: is {describe(kind)}, not an ONNX model; e.g. test.py --pth_path {path}")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads if threads is not None else torch.get_num_threads()
         self.path = str(path)
@@ -53,7 +59,17 @@ class OnnxFSANet(nn.Module):
         self.input_name = inputs[0].name
         self.input_shape: List[Any] = list(inputs[0].shape)
         meta = self.session.get_modelmeta().custom_metadata_map
-        self.config: Dict[str, Any] = json.loads(meta["fsanet_config"]) if "fsanet_config" in meta else {}
+        output_shape = list(self.session.get_outputs()[0].shape)
+        if "fsanet_config" not in meta or len(self.input_shape) != 4 or len(output_shape) != 4 or output_shape[1] != 1:
+            raise OnnxError(
+                f"{path}: not an FSANet export (input {self.input_shape}, first output {output_shape}, "
+                f"{'with' if 'fsanet_config' in meta else 'no'} FSANet metadata; an FSANet export takes B×3×H×W "
+                "and gives B×1×H×W logits); export FSANet with python -m utils.deploy.export"
+            )
+        try:
+            self.config: Dict[str, Any] = json.loads(meta["fsanet_config"])
+        except ValueError:
+            raise OnnxError(f"{path}: damaged FSANet metadata; export it again") from None
 
     def fixed_size(self) -> Optional[Tuple[int, int]]:
         """(H, W) of a fixed-size file, None when H and W are dynamic."""
@@ -82,4 +98,18 @@ class OnnxFSANet(nn.Module):
         return tuple(torch.from_numpy(out) for out in self.session.run(None, {self.input_name: array}))
 
 
-__all__ = ["OnnxFSANet"]
+def is_fsanet_onnx(path: PathLike) -> bool:
+    """Whether ``path`` is an ONNX model carrying this project's FSANet metadata (an export of
+    ``python -m utils.deploy.export``), read without its weights."""
+    if not os.path.isfile(path) or file_kind(path) != "onnx":
+        return False
+    try:
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001  (a damaged protobuf raises DecodeError and others)
+        return False
+    return any(prop.key == "fsanet_config" for prop in model.metadata_props)
+
+
+__all__ = ["OnnxFSANet", "is_fsanet_onnx"]

@@ -69,6 +69,7 @@ class TrainConfig:
     res2net_weights: Optional[str] = None
     random_backbones: bool = False  # the only way to train from random encoders (demo, tests)
     pre_model: Optional[str] = None
+    fine_tune: bool = False  # with pre_model: the file's weights, a fresh optimiser, the epoch counter from 0
     resume: Optional[str] = None
     # devices, speed and output
     device: Optional[str] = None
@@ -119,6 +120,23 @@ class TrainConfig:
         self.trainsize = round_to_multiple(int(self.trainsize), "trainsize", log, INPUT_MULTIPLE)
         if self.val_size is not None:
             self.val_size = round_to_multiple(int(self.val_size), "val_size", log, INPUT_MULTIPLE)
+        zero = [r for r in self.rates if round(self.trainsize * r / INPUT_MULTIPLE) < 1]
+        if zero:
+            raise ValueError(
+                f"--rates {' '.join(f'{r:g}' for r in zero)}: at --trainsize {self.trainsize} the size rounds to 0 "
+                f"(sizes are round(trainsize·rate/{INPUT_MULTIPLE})·{INPUT_MULTIPLE}); use rates of at least "
+                f"{INPUT_MULTIPLE / 2 / self.trainsize:.3g}"
+            )
+        name = str(self.train_save)
+        if not name or name in (".", "..") or "/" in name or os.sep in name or name != name.strip() or name.startswith("-"):
+            raise ValueError(
+                f"--train_save {name!r}: give one plain folder name (e.g. FSANet or dis5k_run2); it becomes "
+                "checkpoints/NAME and logs/NAME under --out_root"
+            )
+        if self.fine_tune and not self.pre_model:
+            raise ValueError("--fine_tune applies to the weights of --pre_model; give --pre_model PATH")
+        if self.fine_tune and self.resume:
+            raise ValueError("--fine_tune starts a new run from --pre_model; --resume continues one: give one of the two")
 
     def model_config(self) -> Dict[str, Any]:
         """The FSANet constructor arguments this run builds."""

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from utils.common.amp import autocast
 from utils.common.distributed import DistInfo, all_reduce_sum
 from utils.common.logs import get_logger
+from utils.common.signals import check_stop
 from utils.training.adaxw import AdaXW
 from utils.training.losses import DEEP_SUPERVISION_WEIGHTS, deep_supervision_loss
 
@@ -183,6 +184,7 @@ def train_one_epoch(
         images = images.to(cfg.device, non_blocking=True)
         masks = masks.to(cfg.device, non_blocking=True)
         for index, size in enumerate(cfg.sizes):
+            check_stop()  # a Ctrl-C / SIGTERM that Python swallowed (e.g. while workers forked) stops here
             x, y = rescale(images, masks, size)
             total, losses = optimizer_step(model, x, y, optimizer, scaler, cfg, params)
             if not torch.isfinite(total):

@@ -7,11 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
+import torch
 from torch import nn
 
 from lib.saving import make_checkpoint
 from utils.common.fileio import atomic_copy, atomic_save
 from utils.common.logs import get_logger
+from utils.common.signals import Stopped, critical
 from utils.training.config import TrainConfig
 
 log = get_logger(__name__)
@@ -51,7 +53,21 @@ def save_epoch(
 ) -> Tuple[Dict[str, Any], Path]:
     """Write the epoch's checkpoints; ``(best score so far, the newest checkpoint written)``.
 
-    ``states``: ``optimizer`` (the optimiser itself) and the other states latest.pth holds."""
+    ``states``: ``optimizer`` (the optimiser itself) and the other states latest.pth holds.
+    A Ctrl-C or SIGTERM during the saves and their log lines takes effect after them."""
+    with critical():
+        return _save_epoch(folder, model, epoch, val, best, states, config)
+
+
+def _save_epoch(
+    folder: Path,
+    model: nn.Module,
+    epoch: int,
+    val: Optional[Dict[str, float]],
+    best: Dict[str, Any],
+    states: Dict[str, Any],
+    config: TrainConfig,
+) -> Tuple[Dict[str, Any], Path]:
     improved = val is not None and val["maxFm"] > best["maxFm"]
     if improved:
         best = {"maxFm": val["maxFm"], "MAE": val["MAE"], "epoch": epoch}
@@ -72,3 +88,21 @@ def save_epoch(
     if improved:
         log.info("new best maxFβ %.4f at epoch %d → %s", val["maxFm"], epoch, folder / "best.pth")
     return best, newest
+
+
+def last_saved(checkpoint_dir: Path) -> Optional[str]:
+    """``<dir>/latest.pth (epoch N)`` when the run holds a readable latest.pth, else None."""
+    try:
+        obj = torch.load(checkpoint_dir / "latest.pth", map_location="cpu", weights_only=True, mmap=True)
+        return f"{checkpoint_dir / 'latest.pth'} (epoch {obj['epoch']})"
+    except Exception:  # noqa: BLE001  absent or unreadable: nothing to point to
+        return None
+
+
+def stop_message(stop: BaseException, checkpoint_dir: Path) -> str:
+    """One line for a Ctrl-C or SIGTERM: what stopped the run, the intact checkpoint and how to continue."""
+    what = f"stopped by {stop.signal_name}" if isinstance(stop, Stopped) and stop.signal_name != "SIGINT" else "interrupted"
+    saved = last_saved(checkpoint_dir)
+    if saved:
+        return f"{what}. Intact: {saved}; continue with the same options plus --resume {checkpoint_dir}"
+    return f"{what}. No epoch was finished, so nothing was saved; start again with the same options plus --overwrite"

@@ -33,11 +33,11 @@ from utils.data.dataset import TrainDataset, make_train_loader
 from utils.data.pairing import training_pairs
 from utils.training.config import TrainConfig
 from utils.training.recipe import PolyDecay, make_optimizer, make_scheduler, make_step_config, train_one_epoch
-from utils.training.records import epoch_line, save_epoch, write_scalars
+from utils.training.records import epoch_line, save_epoch, stop_message, write_scalars
 from utils.training.rng import rng_state, seed_everything, set_rng_state
 from utils.training.run_folder import PACKAGE_LOGGERS, add_log_file, agree, prepare_run_folder, release_lock
 from utils.training.start import check_backbone_weights, prepare_model
-from utils.training.validation import validate, validation_pairs
+from utils.training.validation import validate, validation_pairs, warn_validation_overlap
 
 log = get_logger(__name__)
 
@@ -91,7 +91,7 @@ class TrainingRun:
 
     def __exit__(self, kind, failure, traceback) -> None:
         if failure is not None and self.handler is not None:  # the reason goes into train.log too
-            text = "interrupted (Ctrl-C)" if isinstance(failure, KeyboardInterrupt) else failure
+            text = stop_message(failure, self.checkpoint_dir) if isinstance(failure, KeyboardInterrupt) else failure
             self.handler.handle(log.makeRecord(log.name, logging.ERROR, __file__, 0, "stopped: %s", (text,), None))
         if self.writer is not None:
             self.writer.close()
@@ -148,6 +148,7 @@ class TrainingRun:
             )
         pairs = training_pairs(config.train_path, skip_unpaired=config.skip_unpaired)
         self.val_pairs = validation_pairs(config.val_path)
+        warn_validation_overlap(pairs, self.val_pairs, config.train_path, config.val_path)
         if config.cache_dir:
             check_writable(config.cache_dir, "--cache_dir")
         seed_everything(config.seed + info.rank)

@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
+import time
 from pathlib import Path
 from typing import List, Optional
+
+import torch
 
 from utils.common.distributed import DistInfo, gather_objects
 from utils.common.fileio import TMP_PREFIX, TMP_SUFFIX, check_writable
@@ -23,6 +27,8 @@ from utils.common.logs import LOG_FORMAT, ROOT_LOGGER, get_logger
 log = get_logger(__name__)
 
 LOCK_NAME = ".train.lock"
+#: an unreadable lock file older than this (seconds) was left by a failed start and is taken over.
+STALE_UNREADABLE_LOCK_S = 60.0
 #: this repository's loggers; train.log receives theirs (the root logger is left to the scripts).
 PACKAGE_LOGGERS = (ROOT_LOGGER,)
 
@@ -66,11 +72,26 @@ def acquire_lock(checkpoint_dir: Path) -> Path:
                 owner_host, owner_pid = lock.read_text().split()[:2]
                 pid = int(owner_pid)
             except (OSError, ValueError):
-                owner_host, pid = host, -1
+                owner_host, pid = None, -1
+            if owner_host is None:  # empty or garbled (a full disk, a kill between create and write)
+                age = time.time() - lock.stat().st_mtime if lock.exists() else 0.0
+                if age > STALE_UNREADABLE_LOCK_S:
+                    log.warning("%s: taking over an unreadable lock file left %.0f s ago", checkpoint_dir, age)
+                    lock.unlink(missing_ok=True)
+                    continue
+                raise RunFolderError(
+                    f"{checkpoint_dir}: another run is just taking this folder (lock file {lock}); try again in a minute"
+                ) from None
             if owner_host == host and pid > 0 and not _alive(pid):
                 log.warning("%s: taking over the lock of process %d, which has ended", checkpoint_dir, pid)
                 lock.unlink(missing_ok=True)
                 continue
+            if owner_host != host:
+                raise RunFolderError(
+                    f"{checkpoint_dir}: locked by process {pid} on host {owner_host} (lock file {lock}). If that run "
+                    "is still training (a shared file system), wait or use another --train_save; if it is gone (a "
+                    f"container restart, a SLURM requeue on another node), delete {lock} and start again"
+                ) from None
             raise RunFolderError(
                 f"{checkpoint_dir}: another training run is using this folder (pid {pid} on {owner_host}, "
                 f"lock file {lock}); wait for it, stop it, or use another --train_save"
@@ -102,6 +123,43 @@ def remove_stale_temporaries(folder: Path) -> List[str]:
     return removed
 
 
+def checkpoint_epoch(path: Path) -> Optional[int]:
+    """The epoch counter a checkpoint holds (read memory-mapped, no tensor copied), or None."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return int(obj["epoch"])
+    except Exception:  # noqa: BLE001  unreadable or no counter
+        return None
+
+
+def later_checkpoints(checkpoint_dir: Path, resume_from: Path) -> List[str]:
+    """The run's checkpoints that hold epochs after the one ``resume_from`` holds (a rewind would replace them)."""
+    if resume_from.is_dir() or not resume_from.is_file():
+        return []
+    epoch = checkpoint_epoch(resume_from)
+    if epoch is None:
+        return []
+    later = []
+    for name in run_files(checkpoint_dir):
+        path = checkpoint_dir / name
+        if path.resolve() == resume_from.resolve():
+            continue
+        numbered = re.fullmatch(r"FSANet-(\d+)\.pth", name)
+        held = int(numbered.group(1)) if numbered else checkpoint_epoch(path)
+        if held is not None and held > epoch:
+            later.append(f"{name} (epoch {held})")
+    return later
+
+
+def set_aside(checkpoint_dir: Path, names: List[str], epoch: Optional[int]) -> Path:
+    """Move ``names`` into a new sub-folder of the run (kept, not deleted); returns it."""
+    folder = checkpoint_dir / f"rewound_after_epoch{epoch}_{time.strftime('%Y%m%d-%H%M%S')}"
+    folder.mkdir()
+    for name in names:
+        os.replace(checkpoint_dir / name, folder / name)
+    return folder
+
+
 def prepare_run_folder(checkpoint_dir: Path, log_dir: Path, resume_from: Optional[Path], overwrite: bool) -> Path:
     """Check, clear (``overwrite``) and lock the run's folders; returns the lock file.
 
@@ -115,6 +173,18 @@ def prepare_run_folder(checkpoint_dir: Path, log_dir: Path, resume_from: Optiona
         resume_from is not None
         and (resume_from if resume_from.is_dir() else resume_from.parent).resolve() == checkpoint_dir.resolve()
     )
+    later = later_checkpoints(checkpoint_dir, resume_from) if resume and resume_from is not None else []
+    if later and not overwrite:
+        raise RunFolderError(
+            f"--resume {resume_from} goes back in this run: {', '.join(later)} hold later epochs and would be "
+            f"replaced by the new branch. Add --overwrite to move them into a sub-folder of {checkpoint_dir} "
+            "(kept) and train the new branch here, or resume into another --train_save"
+        )
+    if resume and resume_from is not None and resume_from.is_dir() and not (resume_from / "latest.pth").is_file():
+        raise RunFolderError(
+            f"--resume {resume_from}: this run never finished an epoch (no latest.pth), so there is nothing to "
+            "continue; start it again with the same options plus --overwrite, without --resume"
+        )
     if existing and not (resume or overwrite):
         raise RunFolderError(
             f"{checkpoint_dir} already holds a run ({', '.join(existing[:4])}{' …' if len(existing) > 4 else ''}); "
@@ -126,6 +196,10 @@ def prepare_run_folder(checkpoint_dir: Path, log_dir: Path, resume_from: Optiona
     lock = acquire_lock(checkpoint_dir)
     try:
         remove_stale_temporaries(checkpoint_dir)
+        if later:
+            names = [entry.split(" (")[0] for entry in later]
+            kept = set_aside(checkpoint_dir, names, checkpoint_epoch(resume_from))
+            log.warning("rewinding to %s: moved the later %s into %s (kept)", resume_from.name, ", ".join(names), kept)
         if overwrite and not resume:
             doomed = [checkpoint_dir / name for name in existing] + log_files(log_dir)
             for path in doomed:

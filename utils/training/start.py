@@ -24,6 +24,14 @@ log = get_logger(__name__)
 RECIPE_ARGS = ("epoch", "lr", "batchsize", "trainsize", "clip", "rates", "loss", "weight_decay", "power", "amp", "seed")
 
 
+#: data options whose change makes a resumed run train or select on other images.
+DATA_ARGS = ("train_path", "val_path", "cache_dir")
+
+
+def _same_path(value: Any) -> Optional[str]:
+    return str(Path(value).resolve()) if value else None
+
+
 def _plain_arg(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
@@ -137,6 +145,17 @@ def prepare_model(config: TrainConfig) -> Tuple[FSANet, StartState]:
             for k in RECIPE_ARGS
             if k in saved and saved[k] != _plain_arg(getattr(config, k))
         ]
+        data_changed = [
+            f"--{k} {saved.get(k)} → {getattr(config, k)}"
+            for k in DATA_ARGS
+            if k in saved and _same_path(saved[k]) != _same_path(getattr(config, k))
+        ]
+        if data_changed:
+            log.warning(
+                "resuming on other data than the checkpoint's run: %s (the run continues, but it is no longer "
+                "the run that was started)",
+                "; ".join(data_changed),
+            )
         if changed:
             log.warning(
                 "resuming with recipe options that differ from the checkpoint's: %s "
@@ -170,12 +189,29 @@ def prepare_model(config: TrainConfig) -> Tuple[FSANet, StartState]:
         obj = read_checkpoint(config.pre_model)
         layout, state_dict, meta = detect_layout(obj, config.pre_model)
         report = load_fsanet_checkpoint(model, obj, config.pre_model)
+        epoch = int(meta.get("epoch") or 0)
+        if config.fine_tune:  # the file's weights only: a fresh optimiser, LR schedule and counter
+            log.info(
+                "--pre_model %s (%s) with --fine_tune: weights only (the file's epoch %d and optimiser state are "
+                "not used), epochs 1 → %d",
+                config.pre_model,
+                report.layout,
+                epoch,
+                config.epoch,
+            )
+            return model, StartState(0, None, config=config)
+        if epoch >= config.epoch:
+            raise ValueError(
+                f"--pre_model {config.pre_model}: its epoch counter is {epoch} and --epoch is {config.epoch}, so "
+                f"the authors' meaning of --pre_model (the counter continues) would train nothing. To fine-tune "
+                f"these weights for {config.epoch} epochs add --fine_tune (counter from 0, fresh optimiser); "
+                f"to continue the counter give --epoch larger than {epoch}"
+            )
         optimizer_state = None
         if layout == "project":
             optimizer_state = obj.get("optimizer")
         elif layout == "authors":
             optimizer_state = authors_optimizer_to_fsanet(obj.get("optimizer") or {}, obj["model"], model)
-        epoch = int(meta.get("epoch") or 0)
         log.info(
             "--pre_model %s (%s): weights%s, continuing after epoch %d",
             config.pre_model,

@@ -54,3 +54,27 @@ def validation_pairs(val_path: Optional[str]) -> List[Tuple[Path, Path]]:
             "validation set: %s%s", scan.problems(), f"\n  size mismatches left out: {mismatched}" if mismatched else ""
         )
     return scan.pairs
+
+
+def warn_validation_overlap(
+    train: Sequence[Tuple[Path, Path]], val: Sequence[Tuple[Path, Path]], train_path: str, val_path: Optional[str]
+) -> int:
+    """Warn when ``--val_path`` shares images with ``--train_path`` (the same files, or files of
+    the same name and size): best.pth would then be chosen on training images. Returns the count."""
+    if not val:
+        return 0
+    by_path = {image.resolve() for image, _ in train}
+    by_name = {(image.name, image.stat().st_size) for image, _ in train}
+    shared = [image for image, _ in val if image.resolve() in by_path or (image.name, image.stat().st_size) in by_name]
+    if shared:
+        same = Path(val_path or "").resolve() == Path(train_path).resolve()
+        log.warning(
+            "--val_path %s %s: %d of its %d images are training images (%s), so best.pth would be chosen on "
+            "images the model trained on; give a held-out set (the authors validate on DIS-VD)",
+            val_path,
+            "is --train_path itself" if same else "overlaps --train_path",
+            len(shared),
+            len(val),
+            ", ".join(p.name for p in shared[:3]) + (" …" if len(shared) > 3 else ""),
+        )
+    return len(shared)
