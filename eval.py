@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from concurrent.futures.process import BrokenProcessPool
 from typing import Dict, Optional, Sequence
 
 from utils.common.cli import EXIT_INTERRUPTED, EXIT_REFUSED, HelpFormatter, positive_int
 from utils.common.fileio import OutputError
 from utils.common.logs import get_logger, setup_logging
+from utils.common.signals import stop_handlers
 from utils.data.folders import DatasetError
 from utils.evaluation.hce import HCE_RULES
 from utils.evaluation.matching import EvaluationError
@@ -93,10 +95,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging()
     try:
-        results, paths = run_eval(args)
+        with stop_handlers():  # SIGTERM (SLURM, timeout) ends like Ctrl-C
+            results, paths = run_eval(args)
     except KeyboardInterrupt:
         log.error("interrupted; no table was written")
         return EXIT_INTERRUPTED
+    except BrokenProcessPool:
+        log.error(
+            "an evaluation worker process died (killed, often by the out-of-memory killer); no table was "
+            "written; run again with fewer --workers"
+        )
+        return EXIT_REFUSED
     except (EvaluationError, DatasetError, OutputError) as error:
         log.error("%s", error)
         return EXIT_REFUSED

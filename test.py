@@ -21,6 +21,8 @@ from utils.common.cli import EXIT_INTERRUPTED, EXIT_REFUSED, HelpFormatter, non_
 from utils.common.extras import MissingExtraError
 from utils.common.fileio import OutputError
 from utils.common.logs import get_logger, setup_logging
+from utils.common.signals import stop_handlers
+from utils.data.dataset import loader_failure
 from utils.data.folders import DatasetError
 from utils.data.sets import DIS_SETS
 from utils.inference.config import DEFAULT_TESTSIZE, PredictConfig
@@ -88,16 +90,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging()
     try:
-        report = run_test(args)
+        with stop_handlers():  # SIGTERM (SLURM, timeout) ends like Ctrl-C
+            report = run_test(args)
     except KeyboardInterrupt:
         log.error("interrupted; the maps written so far are complete (each is written whole or not at all)")
         return EXIT_INTERRUPTED
-    except (DatasetError, CheckpointError, OutputError, OnnxError, MissingExtraError, ValueError) as error:
-        log.error("%s", error)
-        return EXIT_REFUSED
-    except OSError as error:  # a full disk, a folder that became unwritable
-        log.error("%s; the maps written so far are complete (each is written whole or not at all)", error)
-        return EXIT_REFUSED
+    except Exception as error:  # noqa: BLE001  known failures end in one line; others keep their traceback
+        from_worker = loader_failure(error)
+        if from_worker is not None:  # a decoding worker killed, an image deleted mid-run
+            log.error("%s; the maps written so far are complete", from_worker)
+            return EXIT_REFUSED
+        if isinstance(error, (DatasetError, CheckpointError, OutputError, OnnxError, MissingExtraError, ValueError)):
+            log.error("%s", error)
+            return EXIT_REFUSED
+        if isinstance(error, OSError):  # a full disk, a folder that became unwritable
+            log.error("%s; the maps written so far are complete (each is written whole or not at all)", error)
+            return EXIT_REFUSED
+        raise
     return 1 if report.failed else 0
 
 

@@ -55,6 +55,8 @@ def list_images(path: PathLike, skipped: Optional[List[str]] = None) -> List[Pat
     """An image file, or the image files of a folder (sorted; other files go to ``skipped``)."""
     path = Path(path)
     if path.is_file():
+        if path.suffix.lower() not in IMAGE_EXTENSIONS:  # the same rule as for a folder's files
+            raise DatasetError(f"{path}: not an accepted image file (extensions: {' '.join(IMAGE_EXTENSIONS)})")
         return [path]
     if not path.is_dir():
         raise DatasetError(f"{path}: no such file or folder")

@@ -152,4 +152,44 @@ def image_size(path: PathLike) -> Tuple[int, int]:
         with Image.open(path) as image:
             return image.size
     except Image.DecompressionBombError as error:
-        raise ImageReadError(f"{path}: larger than Pillow's limit of {Image.MAX_IMAGE_PIXELS} pixels ({error})") from None
+        raise ImageReadError(
+            f"{path}: larger than Pillow's limit of {Image.MAX_IMAGE_PIXELS} pixels ({error}); "
+            "if the file is genuine, raise PIL.Image.MAX_IMAGE_PIXELS in your script"
+        ) from None
+
+
+#: EXIF orientation values that turn or mirror the pixels (1 = as stored).
+TURNING_ORIENTATIONS = {
+    2: "mirrored",
+    3: "turned 180°",
+    4: "flipped",
+    5: "transposed",
+    6: "turned 90°",
+    7: "transversed",
+    8: "turned 270°",
+}
+
+
+def exif_orientation(path: PathLike) -> int:
+    """The file's EXIF orientation tag (1 when absent or unreadable), read from the header."""
+    try:
+        with Image.open(path) as image:
+            return int(image.getexif().get(0x0112, 1) or 1)
+    except Exception:  # noqa: BLE001  unreadable files are reported by the readers
+        return 1
+
+
+def exif_note(paths: Sequence[PathLike], where: str) -> Optional[str]:
+    """A warning for images whose EXIF orientation turns them in a photo viewer, or None.
+
+    The DIS pipeline reads pixels as stored (the authors do); a mask drawn on the turned
+    photo then does not match its image."""
+    turned = [os.path.basename(p) for p in paths if exif_orientation(p) in TURNING_ORIENTATIONS]
+    if not turned:
+        return None
+    return (
+        f"{where}: {len(turned)} images carry an EXIF orientation tag ({', '.join(turned[:3])}"
+        f"{' …' if len(turned) > 3 else ''}); their pixels are read as stored, as the authors read them, so "
+        "a mask drawn on the photo as a viewer shows it is turned against its image. Check them, or save "
+        "the images with the orientation applied (e.g. PIL.ImageOps.exif_transpose)"
+    )

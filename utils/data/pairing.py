@@ -14,7 +14,15 @@ from typing import Dict, List, Optional, Tuple, Union
 
 from utils.common.logs import get_logger
 from utils.data.folders import DatasetError, list_folder
-from utils.data.images import IMAGE_EXTENSIONS, MASK_EXTENSIONS, image_size
+from utils.data.images import (
+    IMAGE_EXTENSIONS,
+    MASK_EXTENSIONS,
+    TURNING_ORIENTATIONS,
+    ImageReadError,
+    exif_note,
+    exif_orientation,
+    image_size,
+)
 
 PathLike = Union[str, os.PathLike]
 log = get_logger(__name__)
@@ -130,12 +138,23 @@ def scan_pairs(root: PathLike) -> PairScan:
         for path in (image, mask):
             try:
                 sizes.append(image_size(path))
+            except ImageReadError as error:  # the reason, e.g. over Pillow's pixel limit
+                scan.unreadable.append(f"{path.relative_to(scan.root)} ({str(error).split(': ', 1)[-1]})")
             except Exception as error:  # noqa: BLE001  (Pillow raises many types)
-                scan.unreadable.append(f"{path.relative_to(scan.root)} ({type(error).__name__})")
+                scan.unreadable.append(f"{path.relative_to(scan.root)} ({type(error).__name__}: {error})")
         if len(sizes) < 2:
             continue
         if sizes[0] != sizes[1]:
-            scan.size_mismatch.append(f"{stem} (image {sizes[0][0]}×{sizes[0][1]}, mask {sizes[1][0]}×{sizes[1][1]})")
+            turned = exif_orientation(image) in TURNING_ORIENTATIONS and sizes[0][::-1] == sizes[1]
+            scan.size_mismatch.append(
+                f"{stem} (image {sizes[0][0]}×{sizes[0][1]}, mask {sizes[1][0]}×{sizes[1][1]}"
+                + (
+                    "; the image's EXIF orientation turns it to the mask's size: the mask was drawn on the turned photo"
+                    if turned
+                    else ""
+                )
+                + ")"
+            )
             continue
         scan.pairs.append((image, mask))
     return scan
@@ -162,6 +181,9 @@ def training_pairs(root: PathLike, skip_unpaired: bool = False) -> List[Tuple[Pa
             len(scan.size_mismatch),
             ", ".join(scan.size_mismatch),
         )
+    note = exif_note([image for image, _ in scan.pairs], f"{scan.root}")
+    if note:
+        log.warning("%s", note)
     if not scan.pairs:
         if scan.size_mismatch:
             raise DatasetError(

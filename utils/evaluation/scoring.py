@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from utils.common.logs import get_logger
@@ -55,6 +56,30 @@ class ChunkOutcome:
     unreadable: Dict[str, List[str]] = field(default_factory=dict)  # method (or "masks") → "path (reason)"
     mask_notes: Dict[str, List[str]] = field(default_factory=dict)  # utils.data.images.MASK_NOTES key → files
     both_empty: Dict[str, int] = field(default_factory=dict)  # method → pairs with empty mask and prediction
+    #: method → PREDICTION_NOTES key → files (maps saved in an unusual way; scored as read)
+    pred_notes: Dict[str, Dict[str, List[str]]] = field(default_factory=dict)
+
+
+#: predictions that are scored as read but probably not as their authors meant.
+PREDICTION_NOTES = {
+    "binary01": "maps saved as 0/1 (maximum value 1): every metric but HCE min-max normalises them, but HCE's "
+    "benchmark rule (map > 128) sees an empty map; save maps as 0/255 (test.py does)",
+    "alpha": "maps with an alpha channel, read as luminance × alpha (a transparent pixel counts as 0); "
+    "save grey maps (test.py does)",
+}
+
+
+def prediction_note(path: Path, pred: np.ndarray) -> Optional[str]:
+    """The :data:`PREDICTION_NOTES` key that applies to a prediction, or None."""
+    if pred.size and pred.max() == 1:
+        return "binary01"
+    try:
+        with Image.open(path) as image:
+            if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+                return "alpha"
+    except Exception:  # noqa: BLE001  it was read a moment ago
+        return None
+    return None
 
 
 def _evaluate_chunk(
@@ -78,6 +103,9 @@ def _evaluate_chunk(
                 continue
             if warning:
                 out.warnings.append(warning)
+            kind = prediction_note(pred_path, pred)
+            if kind:
+                out.pred_notes.setdefault(method, {}).setdefault(kind, []).append(str(pred_path))
             if gt.max() == 0 and pred.max() == 0:
                 out.both_empty[method] = out.both_empty.get(method, 0) + 1
             step_metrics(metrics[method], pred, gt, skeleton)
@@ -93,6 +121,9 @@ def _merge_outcomes(outcomes: Sequence[ChunkOutcome]) -> ChunkOutcome:
                 target.setdefault(key, []).extend(values)
         for key, count in part.both_empty.items():
             merged.both_empty[key] = merged.both_empty.get(key, 0) + count
+        for method, kinds in part.pred_notes.items():
+            for kind, files in kinds.items():
+                merged.pred_notes.setdefault(method, {}).setdefault(kind, []).extend(files)
     return merged
 
 
@@ -230,6 +261,9 @@ def evaluate(
                 set_name,
                 count,
             )
+        for method, kinds in outcome.pred_notes.items():
+            for kind, files in kinds.items():
+                log.warning("%s / %s: %d %s (e.g. %s)", method, set_name, len(files), PREDICTION_NOTES[kind], files[0])
         for method, files in outcome.unreadable.items():
             unreadable += [f"  {method} / {set_name}: {f}" for f in files]
         for method, (values, set_curves) in scored.items():

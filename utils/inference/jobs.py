@@ -10,7 +10,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from utils.common.logs import get_logger
 from utils.data.folders import DatasetError, list_images
-from utils.data.images import MASK_EXTENSIONS, image_size
+from utils.data.images import MASK_EXTENSIONS, exif_note, image_size
 from utils.data.pairing import LAYOUTS
 from utils.data.sets import find_sets
 
@@ -65,6 +65,9 @@ def set_jobs(image_dir: Path, mask_dir: Optional[Path], out_dir: Path, report: P
                 log.warning("%s: cannot read its mask %s (%s); the map gets the image's size", image, mask, error)
         jobs.append(Job(image, out_dir / f"{image.stem}.png", size))
     _refuse_shared_outputs(jobs, "two images of a set would write one map, and eval.py matches maps by stem")
+    note = exif_note([job.image for job in jobs], str(image_dir))
+    if note:
+        log.warning("%s", note)
     return jobs
 
 
