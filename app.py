@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
@@ -25,7 +28,15 @@ from utils.common.amp import AMP_DTYPES
 from utils.common.cli import EXIT_REFUSED, HelpFormatter, positive_int
 from utils.common.devices import resolve_device
 from utils.common.logs import get_logger, setup_logging
-from utils.deploy.webapp import MAX_PIXELS, Segmenter, build_app, require_app_extra
+from utils.deploy.webapp import (
+    KEEP_RESULTS_S,
+    MAX_PIXELS,
+    Segmenter,
+    build_app,
+    check_port,
+    parse_file_size,
+    require_app_extra,
+)
 from utils.inference.config import DEFAULT_TESTSIZE, PredictConfig
 from utils.inference.onnx_model import OnnxError
 from utils.inference.predict import load_predictor
@@ -51,7 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_pixels", type=positive_int, default=MAX_PIXELS, help="larger uploads are refused")
     p.add_argument("--max_file_size", default="200mb", help="largest upload gradio accepts")
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
-    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--port", type=int, default=7860, help="port to serve on (a busy one is refused before the model loads)")
+    p.add_argument(
+        "--keep_results",
+        type=positive_int,
+        default=int(KEEP_RESULTS_S),
+        help="seconds an upload's result files are kept (all are deleted when the server stops)",
+    )
     return p
 
 
@@ -80,13 +97,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         require_app_extra()
         if not 0 <= args.threshold <= 254:
             raise ValueError(f"--threshold {args.threshold}: choose 0–254")
+        parse_file_size(args.max_file_size)
+        check_port(args.host, args.port)  # before the model: a busy port should not cost a minute of loading
         segmenter = make_segmenter(args)
     except (ImportError, CheckpointError, OnnxError, ValueError) as error:
         log.error("%s", error)
         return EXIT_REFUSED
-    demo = build_app(segmenter, threshold=args.threshold)
-    log.info("serving on http://%s:%d (Ctrl-C stops)", args.host, args.port)
-    demo.launch(server_name=args.host, server_port=args.port, max_file_size=args.max_file_size, show_error=False)
+    root = Path(tempfile.mkdtemp(prefix="fsanet-app-"))
+    try:
+        demo = build_app(segmenter, root, threshold=args.threshold, keep_s=args.keep_results)
+        log.info("serving on http://%s:%d (Ctrl-C stops); result files in %s", args.host, args.port, root)
+        demo.launch(server_name=args.host, server_port=args.port, max_file_size=args.max_file_size, show_error=False)
+    except KeyboardInterrupt:
+        log.info("stopped")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)  # every upload's result files
     return 0
 
 

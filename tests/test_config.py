@@ -22,7 +22,7 @@ from utils.training.start import prepare_model
 
 #: flags that are the script's own, not the prediction config's
 TEST_ONLY = {"save_path", "test_path", "sets", "input", "no_progress"}
-APP_ONLY = {"config", "threshold", "max_pixels", "max_file_size", "host", "port"}
+APP_ONLY = {"config", "threshold", "max_pixels", "max_file_size", "host", "port", "keep_results"}
 
 
 def _dests(parser) -> set:

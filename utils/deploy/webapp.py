@@ -8,62 +8,44 @@ Everything but :func:`build_app` is plain Python and numpy, tested without a bro
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import socket
 import tempfile
 import threading
-import time
-import uuid
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
 from utils.common.extras import require_extra
 from utils.common.logs import get_logger
-from utils.data.images import image_size, read_rgb
+from utils.data.images import IMAGE_EXTENSIONS, image_size, read_rgb
+from utils.deploy.compose import Prediction, compose
+from utils.deploy.results import (
+    KEEP_RESULTS_S,
+    Session,
+    prune_results,
+    render,
+    run_upload,
+    unique_stems,
+    write_outputs,
+)
 from utils.inference.config import DEFAULT_TESTSIZE
-from utils.inference.predict import predict_image, write_png
+from utils.inference.predict import predict_image
 
 PathLike = Union[str, os.PathLike]
 log = get_logger(__name__)
 
 #: the default upper bound on an upload's pixels (a 12-megapixel photo is 12e6)
 MAX_PIXELS = 60_000_000
-#: overlay colour (RGB) and opacity over the object
-OVERLAY_RGB, OVERLAY_ALPHA = (255, 40, 90), 0.5
 
 
 def require_app_extra() -> None:
     """A :class:`MissingExtraError` naming the install command when gradio is missing."""
     require_extra("app", "the web app", "gradio")
-
-
-@dataclass
-class Prediction:
-    """One photo's result: its name, its RGB pixels and test.py's map of it."""
-
-    name: str
-    image: np.ndarray  # H×W×3 uint8
-    map: np.ndarray  # H×W uint8, what test.py writes for this photo
-
-
-def compose(image: np.ndarray, prob_map: np.ndarray, threshold: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(binary mask, cut-out, overlay)`` of a photo and its map at ``threshold`` (0–255).
-
-    The binary mask is 255 where the map exceeds the threshold. The cut-out is the photo
-    with the map as its alpha channel, pixels at or below the threshold fully
-    transparent (RGBA). The overlay tints the masked pixels.
-    """
-    keep = prob_map > threshold
-    mask = np.where(keep, 255, 0).astype(np.uint8)
-    cutout = np.dstack([image, np.where(keep, prob_map, 0).astype(np.uint8)])
-    tint = np.asarray(OVERLAY_RGB, dtype=np.float32)
-    blended = image.astype(np.float32) * (1 - OVERLAY_ALPHA) + tint * OVERLAY_ALPHA
-    overlay = np.where(keep[..., None], np.rint(blended), image).astype(np.uint8)
-    return mask, cutout, overlay
 
 
 class Segmenter:
@@ -96,6 +78,8 @@ class Segmenter:
         """test.py ``--input``'s map of one file; an ``OSError``/``ValueError`` that names the
         file when it is not an image, is damaged or is too large."""
         name = name or Path(path).name
+        if Path(name).suffix.lower() not in IMAGE_EXTENSIONS:  # the rule test.py --input applies
+            raise ValueError(f"{name}: not an image this app can read (extensions: {' '.join(IMAGE_EXTENSIONS)})")
         try:
             width, height = image_size(path)
         except Exception:  # noqa: BLE001  (Pillow raises many types)
@@ -114,70 +98,33 @@ class Segmenter:
         return Prediction(name, np.asarray(image), prob_map)
 
 
-def write_outputs(prediction: Prediction, threshold: int, folder: Path) -> Dict[str, Path]:
-    """The four PNG files of one result in ``folder``: ``<stem>_map.png`` (byte for byte what
-    test.py writes), ``_mask``, ``_cutout`` (RGBA) and ``_overlay``."""
-    stem = Path(prediction.name).stem
-    mask, cutout, overlay = compose(prediction.image, prediction.map, threshold)
-    files = {kind: folder / f"{stem}_{kind}.png" for kind in ("map", "mask", "cutout", "overlay")}
-    write_png(prediction.map, files["map"])
-    write_png(mask, files["mask"])
-    Image.fromarray(cutout, mode="RGBA").save(files["cutout"])
-    Image.fromarray(overlay).save(files["overlay"])
-    return files
+def _forget(session: Optional[Session]) -> None:
+    """A page closed or expired: its result files go."""
+    if session is not None:
+        shutil.rmtree(session.folder, ignore_errors=True)
 
 
-class Session:
-    """What one page shows: the results of the last upload and their files."""
+def parse_file_size(text: str) -> int:
+    """``"200mb"``, ``"1.5 GB"``, ``"5000"`` → bytes; a ``ValueError`` naming --max_file_size otherwise."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?b)?\s*", str(text).lower())
+    if not match:
+        raise ValueError(f"--max_file_size {text!r}: give a size such as 200mb, 1.5gb or 5000 (bytes)")
+    scale = {None: 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12}[match.group(2)]
+    return int(float(match.group(1)) * scale)
 
-    def __init__(self, root: Path) -> None:
-        self.folder = root / uuid.uuid4().hex[:12]
-        self.predictions: List[Prediction] = []
-        self.errors: List[str] = []
-        self.seconds = 0.0
 
-
-def run_upload(segmenter: Segmenter, paths: Sequence[PathLike], threshold: int, root: Path) -> Session:
-    """Predict every uploaded file; files that fail are reported in ``Session.errors``."""
-    session = Session(root)
-    start = time.perf_counter()
-    for path in paths:
-        name = Path(path).name
+def check_port(host: str, port: int) -> None:
+    """A ``ValueError`` naming --port when ``host:port`` cannot be served (busy, or not allowed)."""
+    if not 0 < port < 65536:
+        raise ValueError(f"--port {port}: choose 1–65535")
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
         try:
-            session.predictions.append(segmenter.predict(path, name))
-        except (ValueError, OSError) as error:
-            session.errors.append(str(error))
-        except Exception as error:  # noqa: BLE001  (never a traceback on the page)
-            log.exception("%s: prediction failed", name)
-            session.errors.append(f"{name}: prediction failed ({type(error).__name__}); the server log has details")
-    session.seconds = time.perf_counter() - start
-    return session
-
-
-def render(session: Session, threshold: int) -> Dict[str, Any]:
-    """Write every result's files at ``threshold``; the page's values (see :func:`build_app`)."""
-    files: List[Dict[str, Path]] = []
-    for prediction in session.predictions:
-        session.folder.mkdir(parents=True, exist_ok=True)
-        files.append(write_outputs(prediction, threshold, session.folder))
-    first = files[0] if files else {}
-    lines = []
-    if session.predictions:
-        count = len(session.predictions)
-        lines.append(f"**{count} image{'s' if count > 1 else ''} in {session.seconds:.2f} s**")
-    for error in session.errors:
-        lines.append(f"⚠️ {error}")
-    if not session.predictions and not session.errors:
-        lines.append("Upload or drop one or more photos.")
-    return {
-        "status": "\n\n".join(lines),
-        "map": first.get("map"),
-        "cutout": first.get("cutout"),
-        "overlay": first.get("overlay"),
-        "mask": first.get("mask"),
-        "gallery": [(str(f["cutout"]), p.name) for f, p in zip(files, session.predictions)],
-        "downloads": [str(path) for f in files for path in f.values()],
-    }
+            probe.bind((host, port))
+        except OSError as error:
+            raise ValueError(
+                f"--host {host} --port {port}: cannot serve there ({error.strerror or error}); another program "
+                "may be using the port: choose another --port"
+            ) from None
 
 
 RANDOM_BANNER = (
@@ -186,7 +133,7 @@ RANDOM_BANNER = (
 )
 
 
-def build_app(segmenter: Segmenter, root: Optional[Path] = None, threshold: int = 128):
+def build_app(segmenter: Segmenter, root: Optional[Path] = None, threshold: int = 128, keep_s: float = KEEP_RESULTS_S):
     """The gradio page: upload (several files at once), a threshold slider, the map, cut-out
     and overlay side by side (each downloadable), a gallery of every cut-out, the time taken
     and every file as a download. Queued: one model run at a time."""
@@ -226,7 +173,7 @@ def build_app(segmenter: Segmenter, root: Optional[Path] = None, threshold: int 
             elem_id="gallery",
         )
         downloads = gr.File(label="Downloads", file_count="multiple", elem_id="downloads", interactive=False)
-        state = gr.State(None)
+        state = gr.State(None, time_to_live=keep_s, delete_callback=_forget)
         shown = [status, *outputs.values(), gallery, downloads]
 
         def _values(page: Dict[str, Any]) -> List[Any]:
@@ -235,7 +182,7 @@ def build_app(segmenter: Segmenter, root: Optional[Path] = None, threshold: int 
         def on_run(paths: Optional[List[str]], value: float):
             if not paths:
                 return [None, "Upload or drop one or more photos first.", None, None, None, None, [], []]
-            session = run_upload(segmenter, paths, int(value), root)
+            session = run_upload(segmenter, paths, int(value), root, keep_s)
             return [session, *_values(render(session, int(value)))]
 
         def on_threshold(session: Optional[Session], value: float):
@@ -251,7 +198,12 @@ def build_app(segmenter: Segmenter, root: Optional[Path] = None, threshold: int 
 
 
 __all__ = [
+    "KEEP_RESULTS_S",
     "MAX_PIXELS",
+    "check_port",
+    "parse_file_size",
+    "prune_results",
+    "unique_stems",
     "Prediction",
     "Segmenter",
     "build_app",

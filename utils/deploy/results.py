@@ -1,0 +1,146 @@
+"""The web app's results of one upload, kept as files in the upload's own folder: unique
+names per upload, the pixels on disk rather than in the server's memory, and old
+uploads' folders deleted on a schedule."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+from PIL import Image
+
+from utils.common.logs import get_logger
+from utils.deploy.compose import Prediction, compose
+from utils.inference.predict import write_png
+
+PathLike = Union[str, os.PathLike]
+log = get_logger(__name__)
+
+
+@dataclass
+class StoredPrediction:
+    """A :class:`Prediction` kept on disk in its session's folder (a session holds paths, not pixels,
+    so the server's memory does not grow with the sessions it serves)."""
+
+    name: str  # the upload's file name
+    stem: str  # unique within the session: the result files' prefix
+    pixels: Path  # the photo's RGB pixels (.npy)
+    map_path: Path  # test.py's map (PNG, byte for byte what test.py writes)
+
+    def load(self) -> Prediction:
+        return Prediction(self.name, np.load(self.pixels), np.asarray(Image.open(self.map_path)))
+
+
+def unique_stems(names: Sequence[str]) -> List[str]:
+    """A file-name stem per upload, distinct within one upload: ``photo.jpg`` + ``photo.png`` →
+    ``photo_jpg``, ``photo_png`` (as test.py --input names them); the same name twice gets ``_2``."""
+    stems = [Path(n).stem for n in names]
+    counts = {s: stems.count(s) for s in stems}
+    named = [f"{Path(n).stem}_{Path(n).suffix.lstrip('.').lower()}" if counts[s] > 1 else s for n, s in zip(names, stems)]
+    seen: Dict[str, int] = {}
+    result = []
+    for stem in named:
+        seen[stem] = seen.get(stem, 0) + 1
+        result.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
+    return result
+
+
+def write_outputs(prediction: Prediction, threshold: int, folder: Path, stem: Optional[str] = None) -> Dict[str, Path]:
+    """The four PNG files of one result in ``folder``: ``<stem>_map.png`` (byte for byte what
+    test.py writes), ``_mask``, ``_cutout`` (RGBA) and ``_overlay``."""
+    stem = stem or Path(prediction.name).stem
+    mask, cutout, overlay = compose(prediction.image, prediction.map, threshold)
+    files = {kind: folder / f"{stem}_{kind}.png" for kind in ("map", "mask", "cutout", "overlay")}
+    write_png(prediction.map, files["map"])
+    write_png(mask, files["mask"])
+    Image.fromarray(cutout, mode="RGBA").save(files["cutout"])
+    Image.fromarray(overlay).save(files["overlay"])
+    return files
+
+
+#: how long an upload's result files are kept (seconds; app.py --keep_results)
+KEEP_RESULTS_S = 3600.0
+
+
+class Session:
+    """What one page shows: the results of the last upload, kept as files in its own folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.folder = root / uuid.uuid4().hex[:12]
+        self.predictions: List[StoredPrediction] = []
+        self.errors: List[str] = []
+        self.seconds = 0.0
+
+
+def prune_results(root: Path, keep_s: float = KEEP_RESULTS_S) -> List[Path]:
+    """Delete the session folders under ``root`` older than ``keep_s`` seconds; returns them."""
+    removed = []
+    now = time.time()
+    for folder in root.iterdir() if root.is_dir() else []:
+        try:
+            if folder.is_dir() and now - folder.stat().st_mtime > keep_s:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+        except OSError:
+            continue
+    return removed
+
+
+def run_upload(
+    segmenter: Any, paths: Sequence[PathLike], threshold: int, root: Path, keep_s: float = KEEP_RESULTS_S
+) -> Session:
+    """Predict every uploaded file; files that fail are reported in ``Session.errors``.
+    Older sessions' files (over ``keep_s`` seconds) are deleted first."""
+    prune_results(root, keep_s)
+    session = Session(root)
+    start = time.perf_counter()
+    stems = unique_stems([Path(p).name for p in paths])
+    for path, stem in zip(paths, stems):
+        name = Path(path).name
+        try:
+            prediction = segmenter.predict(path, name)
+            session.folder.mkdir(parents=True, exist_ok=True)
+            pixels = session.folder / f".{stem}_pixels.npy"
+            np.save(pixels, prediction.image)
+            map_path = session.folder / f"{stem}_map.png"
+            write_png(prediction.map, map_path)
+            session.predictions.append(StoredPrediction(name, stem, pixels, map_path))
+        except (ValueError, OSError) as error:
+            session.errors.append(str(error))
+        except Exception as error:  # noqa: BLE001  (never a traceback on the page)
+            log.exception("%s: prediction failed", name)
+            session.errors.append(f"{name}: prediction failed ({type(error).__name__}); the server log has details")
+    session.seconds = time.perf_counter() - start
+    return session
+
+
+def render(session: Session, threshold: int) -> Dict[str, Any]:
+    """Write every result's files at ``threshold``; the page's values (see :func:`build_app`)."""
+    files: List[Dict[str, Path]] = []
+    for stored in session.predictions:
+        session.folder.mkdir(parents=True, exist_ok=True)
+        files.append(write_outputs(stored.load(), threshold, session.folder, stored.stem))
+    first = files[0] if files else {}
+    lines = []
+    if session.predictions:
+        count = len(session.predictions)
+        lines.append(f"**{count} image{'s' if count > 1 else ''} in {session.seconds:.2f} s**")
+    for error in session.errors:
+        lines.append(f"⚠️ {error}")
+    if not session.predictions and not session.errors:
+        lines.append("Upload or drop one or more photos.")
+    return {
+        "status": "\n\n".join(lines),
+        "map": first.get("map"),
+        "cutout": first.get("cutout"),
+        "overlay": first.get("overlay"),
+        "mask": first.get("mask"),
+        "gallery": [(str(f["cutout"]), p.name) for f, p in zip(files, session.predictions)],
+        "downloads": [str(path) for f in files for path in f.values()],
+    }
