@@ -245,6 +245,24 @@ def test_a_damaged_tensor_fails_on_its_crc_naming_the_file(tmp_path, small_pth, 
     assert not list((tmp_path / "o").rglob("*.png")) if (tmp_path / "o").exists() else True
 
 
+def test_weights_that_give_non_finite_maps_fail_naming_the_checkpoint(tmp_path, test_sets, caplog):
+    torch.manual_seed(0)
+    model = build_fsanet(SMALL)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if name.endswith("weight") and tensor.dim() == 4:
+                tensor.mul_(1e12)  # finite, but the forward overflows to inf/NaN
+    path = tmp_path / "overflow.pth"
+    save_checkpoint(path, model)
+    out = tmp_path / "maps"
+    with caplog.at_level(logging.ERROR):
+        code = test_cli.main(
+            ["--pth_path", str(path), "--test_path", str(test_sets), "--save_path", str(out), "--workers", "0"]
+        )
+    assert code == 2 and "overflow.pth: the model gives NaN or inf for synth_00000.jpg" in caplog.text
+    assert not list(out.rglob("*.png"))
+
+
 def test_weight_files_are_recognised_by_their_bytes(tmp_path, small_pth, test_sets, caplog):
     model = build_fsanet(SMALL)
     disguised = tmp_path / "looks_like.pth"

@@ -157,6 +157,13 @@ def predict_jobs(
         if not keep:
             continue
         logits = predict_logits(model, images[keep], device, AMP_DTYPES[config.amp], config.channels_last)
+        if not torch.isfinite(logits).all():  # min-max of NaN is NaN: the map would be black, silently
+            raise ValueError(
+                f"{config.pth_path or config.onnx}: the model gives NaN or inf for "
+                f"{jobs[int(indices[keep[0]])].image.name}, so its maps would be black; the weights are damaged "
+                "or from a diverged run (use an earlier checkpoint)"
+                + (f", or drop --amp {config.amp}" if config.amp != "none" else "")
+            )
         for row, i in enumerate(keep):
             job = jobs[int(indices[i])]
             write_png(postprocess(logits[row], (int(heights[i]), int(widths[i]))), job.output)
