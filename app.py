@@ -19,27 +19,14 @@ import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
-import torch
-
 from lib.configs import CONFIGS, get_config
-from lib.FSANet import build_fsanet
-from lib.keymap import CheckpointError
-from utils.common.amp import AMP_DTYPES
-from utils.common.cli import EXIT_REFUSED, HelpFormatter, positive_int
-from utils.common.devices import resolve_device
+from utils.common.amp import AMP_CHOICES
+from utils.common.cli import EXIT_REFUSED, THREADS_HELP, HelpFormatter, positive_int
 from utils.common.logs import get_logger, setup_logging
-from utils.deploy.webapp import (
-    KEEP_RESULTS_S,
-    MAX_PIXELS,
-    Segmenter,
-    build_app,
-    check_port,
-    parse_file_size,
-    require_app_extra,
-)
+from utils.deploy.limits import KEEP_RESULTS_S, MAX_PIXELS
 from utils.inference.config import DEFAULT_TESTSIZE, PredictConfig
-from utils.inference.onnx_model import OnnxError
-from utils.inference.predict import load_predictor
+
+# torch, gradio and the model code are imported after the flags are parsed: -h needs none of them
 
 log = get_logger("app")
 
@@ -57,10 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--testsize", type=positive_int, default=DEFAULT_TESTSIZE, help="input side (test.py's; multiple of 32)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
-    p.add_argument("--amp", choices=sorted(AMP_DTYPES), default="none", help="mixed precision (PyTorch models)")
+    p.add_argument("--amp", choices=sorted(AMP_CHOICES), default="none", help="mixed precision (PyTorch models)")
     p.add_argument("--threshold", type=int, default=128, help="initial mask threshold, 0–254")
     p.add_argument("--max_pixels", type=positive_int, default=MAX_PIXELS, help="larger uploads are refused")
     p.add_argument("--max_file_size", default="200mb", help="largest upload gradio accepts")
+    p.add_argument("--threads", type=positive_int, default=None, help=THREADS_HELP)
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
     p.add_argument("--port", type=int, default=7860, help="port to serve on (a busy one is refused before the model loads)")
     p.add_argument(
@@ -72,8 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def make_segmenter(args: argparse.Namespace) -> Segmenter:
-    """The model of ``args`` (weights, an ONNX file, or random weights) behind test.py's prediction."""
+def make_segmenter(args: argparse.Namespace):
+    """The model of ``args`` (weights, an ONNX file, or random weights) behind test.py's prediction
+    (a :class:`utils.deploy.webapp.Segmenter`)."""
+    import torch
+
+    from lib.FSANet import build_fsanet
+    from utils.common.amp import AMP_DTYPES
+    from utils.common.devices import resolve_device
+    from utils.deploy.webapp import Segmenter
+    from utils.inference.predict import load_predictor
+
     config = PredictConfig.from_args(args)
     random_weights = not (config.pth_path or config.onnx)
     if random_weights:
@@ -92,6 +89,10 @@ def make_segmenter(args: argparse.Namespace) -> Segmenter:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging()
+    from lib.keymap import CheckpointError
+    from utils.deploy.webapp import build_app, check_port, parse_file_size, require_app_extra
+    from utils.inference.onnx_model import OnnxError
+
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home (and none possible offline)
     try:
         require_app_extra()

@@ -17,13 +17,11 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Dict, Optional, Sequence
 
 from utils.common.cli import EXIT_INTERRUPTED, EXIT_REFUSED, HelpFormatter, positive_int
-from utils.common.fileio import OutputError
 from utils.common.logs import get_logger, setup_logging
-from utils.common.signals import stop_handlers
-from utils.data.folders import DatasetError
-from utils.evaluation.hce import HCE_RULES
+from utils.evaluation.conventions import HCE_RULES
 from utils.evaluation.matching import EvaluationError
-from utils.evaluation.reports import evaluate_to_folder, format_table, provenance, provenance_line
+
+# the metrics (pysodmetrics, OpenCV, scikit-image) are imported after the flags are parsed
 
 log = get_logger("eval")
 
@@ -58,12 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--hce_rule",
         choices=HCE_RULES,
         default="isnet",
-        help="how HCE binarises a map: isnet = IS-Net's benchmark script, map > 128 (default); "
+        help="how HCE binarises a map: isnet = IS-Net's benchmark script, map > 128; "
         "pysod = pysodmetrics' default, min-max then > 0.5 (MVANet's evaluation)",
     )
     p.add_argument("--no_hce", action="store_true", help="skip HCE (the slowest metric)")
     p.add_argument("--no_curves", action="store_true", help="do not draw the PR / Fβ curves")
-    p.add_argument("--no_progress", action="store_true")
+    p.add_argument("--no_progress", action="store_true", help="no progress bars")
     return p
 
 
@@ -78,6 +76,8 @@ def run_eval(args: argparse.Namespace):
         methods[name] = path
     if not methods:
         raise EvaluationError("nothing to evaluate: give --pred_root or --methods NAME=PATH")
+    from utils.evaluation.reports import evaluate_to_folder
+
     return evaluate_to_folder(
         methods,
         args.gt_root,
@@ -94,6 +94,11 @@ def run_eval(args: argparse.Namespace):
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging()
+    from utils.common.fileio import OutputError
+    from utils.common.signals import stop_handlers
+    from utils.data.folders import DatasetError
+    from utils.evaluation.reports import format_table, provenance, provenance_line
+
     try:
         with stop_handlers():  # SIGTERM (SLURM, timeout) ends like Ctrl-C
             results, paths = run_eval(args)

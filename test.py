@@ -15,20 +15,13 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from lib.keymap import CheckpointError
-from utils.common.amp import AMP_DTYPES
-from utils.common.cli import EXIT_INTERRUPTED, EXIT_REFUSED, HelpFormatter, non_negative_int, positive_int
-from utils.common.extras import MissingExtraError
-from utils.common.fileio import OutputError
+from utils.common.amp import AMP_CHOICES
+from utils.common.cli import EXIT_INTERRUPTED, EXIT_REFUSED, THREADS_HELP, HelpFormatter, non_negative_int, positive_int
 from utils.common.logs import get_logger, setup_logging
-from utils.common.signals import stop_handlers
-from utils.data.dataset import loader_failure
-from utils.data.folders import DatasetError
 from utils.data.sets import DIS_SETS
 from utils.inference.config import DEFAULT_TESTSIZE, PredictConfig
-from utils.inference.jobs import PredictReport
-from utils.inference.onnx_model import OnnxError
-from utils.inference.predict import run_prediction
+
+# torch and the model code are imported after the flags are parsed: -h needs neither
 
 log = get_logger("test")
 
@@ -64,18 +57,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch_size", type=positive_int, default=1, help="images per forward pass")
     p.add_argument("--workers", type=non_negative_int, default=2, help="decoding processes")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
-    p.add_argument("--amp", choices=sorted(AMP_DTYPES), default="none", help="mixed precision")
+    p.add_argument("--amp", choices=sorted(AMP_CHOICES), default="none", help="mixed precision")
     p.add_argument(
         "--channels_last",
         action="store_true",
         help="NHWC memory format (faster on CPU, maps within 1 grey level; docs/performance.md)",
     )
-    p.add_argument("--no_progress", action="store_true")
+    p.add_argument("--threads", type=positive_int, default=None, help=THREADS_HELP)
+    p.add_argument("--no_progress", action="store_true", help="no progress bars")
     return p
 
 
-def run_test(args: argparse.Namespace) -> PredictReport:
-    """test.py's flags → :func:`utils.inference.predict.run_prediction`."""
+def run_test(args: argparse.Namespace):
+    """test.py's flags → :func:`utils.inference.predict.run_prediction` (its ``PredictReport``)."""
+    from utils.inference.predict import run_prediction
+
     return run_prediction(
         PredictConfig.from_args(args),
         args.save_path,
@@ -89,6 +85,14 @@ def run_test(args: argparse.Namespace) -> PredictReport:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging()
+    from lib.keymap import CheckpointError
+    from utils.common.extras import MissingExtraError
+    from utils.common.fileio import OutputError
+    from utils.common.signals import stop_handlers
+    from utils.data.dataset import loader_failure
+    from utils.data.folders import DatasetError
+    from utils.inference.onnx_model import OnnxError
+
     try:
         with stop_handlers():  # SIGTERM (SLURM, timeout) ends like Ctrl-C
             report = run_test(args)

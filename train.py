@@ -15,13 +15,12 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from lib.configs import CONFIGS
-from lib.FSANet import CHECKPOINT_PARTS
-from lib.keymap import CheckpointError
-from models.backbones import FREQUENCY_BACKBONES, SPATIAL_BACKBONES
+from lib.configs import CHECKPOINT_PARTS, CONFIGS
+from models.names import FREQUENCY_BACKBONES, SPATIAL_BACKBONES
 from utils.common.cli import (
     EXIT_INTERRUPTED,
     EXIT_REFUSED,
+    THREADS_HELP,
     HelpFormatter,
     non_negative_float,
     non_negative_int,
@@ -29,14 +28,10 @@ from utils.common.cli import (
     positive_int,
     probability,
 )
-from utils.common.fileio import OutputError
 from utils.common.logs import get_logger, setup_logging
-from utils.common.signals import stop_handlers
-from utils.data.dataset import loader_failure
-from utils.data.folders import DatasetError
 from utils.training.config import TrainConfig
-from utils.training.records import last_saved, stop_message
-from utils.training.run import TrainingRun
+
+# torch and the training code are imported in main(), after the flags are parsed: -h needs neither
 
 
 def _gpu_list(text: str) -> List[int]:
@@ -187,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="recompute activations in backward to save memory: no PART = both encoders; parts: "
         f"{' '.join(CHECKPOINT_PARTS)}, or all (docs/training.md, GPU memory)",
     )
-    run.add_argument("--seed", type=int, default=TrainConfig.seed)
+    run.add_argument("--seed", type=int, default=TrainConfig.seed, help="seed of weights, data order and augmentation")
     run.add_argument(
         "--train_save",
         default=TrainConfig.train_save,
@@ -209,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="which checkpoints keep the optimiser state (about 2/3 of a checkpoint's 1.3 GB): all, or only "
         "latest.pth (numbered and best checkpoints then hold the weights only; --resume needs latest.pth)",
     )
+    run.add_argument("--threads", type=positive_int, default=None, help=THREADS_HELP)
     run.add_argument("--no_progress", action="store_true", help="no progress bars")
     return p
 
@@ -229,12 +225,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ValueError as error:  # a value argparse accepts but the recipe cannot use (e.g. --rates giving size 0)
         log.error("%s", error)
         return EXIT_REFUSED
+    from utils.common.signals import stop_handlers
+
     run_dir = Path(config.out_root) / "checkpoints" / config.train_save
     with stop_handlers():
         return _train(config, run_dir, log)
 
 
 def _train(config: TrainConfig, run_dir: Path, log) -> int:
+    from lib.keymap import CheckpointError
+    from utils.common.fileio import OutputError
+    from utils.data.dataset import loader_failure
+    from utils.data.folders import DatasetError
+    from utils.training.records import last_saved, stop_message
+    from utils.training.run import TrainingRun
+
     try:
         with TrainingRun(config) as run:  # claims the run folder; data, model, AdaXW; --resume / --pre_model
             for epoch in run.epochs():

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, NamedTuple, Optional, Sequence, Union
 
 import torch
 import torch.utils.checkpoint
@@ -38,26 +38,7 @@ DEFAULT_CONFIG: Dict[str, Any] = CONFIGS["fsanet"]
 #: config keys that do not change the weights' shapes (training-time values only).
 NON_ARCHITECTURE_KEYS = ("radius", "drop_path_rate")
 
-#: parts whose activations ``set_grad_checkpointing`` can recompute in backward: both
-#: encoders (timm's per-block checkpointing), MF, CSFM, each HCF, each SFF call.
-CHECKPOINT_PARTS: Tuple[str, ...] = ("encoder", "mf", "csfm", "hcf", "sff")
-
-
-def checkpoint_parts(names: Sequence[str]) -> Tuple[str, ...]:
-    """The parts a ``--grad_checkpoint`` value names: none given → the encoders (the
-    flag's original meaning), ``all`` → every part."""
-    if not names:
-        return ("encoder",)
-    if "all" in names:
-        return CHECKPOINT_PARTS
-    unknown = sorted(set(names) - set(CHECKPOINT_PARTS))
-    if unknown:
-        raise ValueError(f"unknown checkpoint parts {unknown}; choose from {', '.join(CHECKPOINT_PARTS)} or all")
-    return tuple(p for p in CHECKPOINT_PARTS if p in names)
-
-
-#: the input's height and width must be multiples of this (the coarsest stride).
-INPUT_MULTIPLE = 32
+from lib.configs import CHECKPOINT_PARTS, INPUT_MULTIPLE, checkpoint_parts  # noqa: E402,F401  (re-exported)
 
 
 class FSANetOutput(NamedTuple):

@@ -9,7 +9,29 @@ a constructor argument of :class:`lib.FSANet.FSANet`.
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Sequence, Tuple
+
+#: parts whose activations ``set_grad_checkpointing`` can recompute in backward: both
+#: encoders (timm's per-block checkpointing), MF, CSFM, each HCF, each SFF call.
+CHECKPOINT_PARTS: Tuple[str, ...] = ("encoder", "mf", "csfm", "hcf", "sff")
+
+
+def checkpoint_parts(names: Sequence[str]) -> Tuple[str, ...]:
+    """The parts a ``--grad_checkpoint`` value names: none given → the encoders (the
+    flag's original meaning), ``all`` → every part."""
+    if not names:
+        return ("encoder",)
+    if "all" in names:
+        return CHECKPOINT_PARTS
+    unknown = sorted(set(names) - set(CHECKPOINT_PARTS))
+    if unknown:
+        raise ValueError(f"unknown checkpoint parts {unknown}; choose from {', '.join(CHECKPOINT_PARTS)} or all")
+    return tuple(p for p in CHECKPOINT_PARTS if p in names)
+
+
+#: the input's height and width must be multiples of this (the coarsest stride).
+INPUT_MULTIPLE = 32
+
 
 CONFIGS: Dict[str, Dict[str, Any]] = {
     "fsanet": {

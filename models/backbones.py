@@ -19,24 +19,7 @@ from timm.models.pvt_v2 import Attention as PvtAttention
 from timm.models.pvt_v2 import MlpWithDepthwiseConv
 from torch import nn
 
-#: user-facing name -> timm model name, for the spatial (RGB) encoder.
-SPATIAL_BACKBONES: Dict[str, str] = {
-    "pvt_v2_b0": "pvt_v2_b0",
-    "pvt_v2_b1": "pvt_v2_b1",
-    "pvt_v2_b2": "pvt_v2_b2",
-    "pvt_v2_b3": "pvt_v2_b3",
-    "pvt_v2_b4": "pvt_v2_b4",
-    "pvt_v2_b5": "pvt_v2_b5",
-    # timm's res2net50d has the keys and outputs of the official Res2Net-50 v1b 26w×4s.
-    "res2net50": "res2net50d",
-}
-
-#: user-facing name -> timm model name, for the frequency (1-channel) encoder.
-FREQUENCY_BACKBONES: Dict[str, str] = {
-    "resnet50": "resnet50",  # torchvision's ResNet-50 keys and computation
-    "res2net50": "res2net50d",
-    "resnet18": "resnet18",  # the small configuration's (lib.configs): not the paper's
-}
+from models.names import FREQUENCY_BACKBONES, SPATIAL_BACKBONES  # noqa: E402,F401  (re-exported)
 
 #: the reductions FSANet takes features at.
 FEATURE_REDUCTIONS = (4, 8, 16, 32)

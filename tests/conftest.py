@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Dict
@@ -101,3 +102,20 @@ def synthetic_train(tmp_path_factory) -> Path:
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # pytest -n 2 on 2 cores: one thread per worker, or the workers' OpenMP threads wait on each other
     torch.set_num_threads(1)
+
+
+#: the commit a test's offline Hugging Face cache pretends to hold.
+REVISION = "0123456789abcdef0123456789abcdef01234567"
+
+
+def cache_repo(cache: Path, repo_id: str, folder: Path, revision: str = REVISION) -> Path:
+    """Put a pretrained folder into ``cache`` as huggingface_hub lays out a downloaded repository."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    for name in ("model.safetensors", "config.json", "README.md"):
+        if (folder / name).exists():
+            shutil.copy2(folder / name, snapshot / name)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    return snapshot

@@ -25,9 +25,8 @@ from lib.hub import CONFIG_NAME, WEIGHTS_NAME, model_card, resolve_weights
 from lib.keymap import CheckpointError
 from lib.safetensors_file import save_safetensors
 from lib.saving import save_checkpoint
+from tests.conftest import REVISION, cache_repo
 from utils.data.synthetic import make_sample
-
-REVISION = "0123456789abcdef0123456789abcdef01234567"
 
 
 @pytest.fixture()
@@ -40,19 +39,6 @@ def offline_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     return cache
-
-
-def cache_repo(cache: Path, repo_id: str, folder: Path, revision: str = REVISION) -> Path:
-    """Put a pretrained folder into ``cache`` as huggingface_hub lays out a downloaded repository."""
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
-    snapshot = repo / "snapshots" / revision
-    snapshot.mkdir(parents=True)
-    for name in (WEIGHTS_NAME, CONFIG_NAME, "README.md"):
-        if (folder / name).exists():
-            shutil.copy2(folder / name, snapshot / name)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(revision)
-    return snapshot
 
 
 @pytest.fixture()

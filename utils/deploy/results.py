@@ -17,6 +17,7 @@ from PIL import Image
 
 from utils.common.logs import get_logger
 from utils.deploy.compose import Prediction, compose
+from utils.deploy.limits import KEEP_RESULTS_S
 from utils.inference.predict import write_png
 
 PathLike = Union[str, os.PathLike]
@@ -62,10 +63,6 @@ def write_outputs(prediction: Prediction, threshold: int, folder: Path, stem: Op
     Image.fromarray(cutout, mode="RGBA").save(files["cutout"])
     Image.fromarray(overlay).save(files["overlay"])
     return files
-
-
-#: how long an upload's result files are kept (seconds; app.py --keep_results)
-KEEP_RESULTS_S = 3600.0
 
 
 class Session:

@@ -24,6 +24,7 @@ from utils.common.extras import require_extra
 from utils.common.logs import get_logger
 from utils.data.images import IMAGE_EXTENSIONS, image_size, read_rgb
 from utils.deploy.compose import Prediction, compose
+from utils.deploy.limits import MAX_PIXELS
 from utils.deploy.results import (
     KEEP_RESULTS_S,
     Session,
@@ -38,9 +39,6 @@ from utils.inference.predict import predict_image
 
 PathLike = Union[str, os.PathLike]
 log = get_logger(__name__)
-
-#: the default upper bound on an upload's pixels (a 12-megapixel photo is 12e6)
-MAX_PIXELS = 60_000_000
 
 
 def require_app_extra() -> None:

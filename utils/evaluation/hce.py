@@ -31,13 +31,7 @@ import py_sod_metrics as sod
 from py_sod_metrics.utils import prepare_data
 from skimage import morphology
 
-#: the binarisation rules eval.py offers (``--hce_rule``).
-HCE_RULES = ("isnet", "pysod")
-#: one line per rule, for reports.
-HCE_RULE_TEXT = {
-    "isnet": "HCE as IS-Net's hce_metric_main.py: map > 128, mask > 128 on the raw 8-bit values",
-    "pysod": "HCE as pysodmetrics' default: map min-max normalised then > 0.5, mask > 128",
-}
+from utils.evaluation.conventions import HCE_RULE_TEXT, HCE_RULES  # noqa: E402,F401  (re-exported)
 
 
 def binarize_mask(gt: np.ndarray) -> np.ndarray:

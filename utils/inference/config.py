@@ -7,8 +7,8 @@ import argparse
 from dataclasses import dataclass, fields
 from typing import Any, Mapping, Optional
 
-from lib.FSANet import INPUT_MULTIPLE
-from utils.common.amp import AMP_DTYPES
+from lib.configs import INPUT_MULTIPLE
+from utils.common.amp import AMP_CHOICES
 from utils.common.cli import round_to_multiple
 from utils.common.logs import get_logger
 
@@ -34,15 +34,18 @@ class PredictConfig:
     device: Optional[str] = None
     amp: str = "none"
     channels_last: bool = False
+    threads: Optional[int] = None  # torch.set_num_threads (and onnxruntime's); None: PyTorch's choice
 
     def __post_init__(self) -> None:
         for name in ("testsize", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"--{name} must be a whole number ≥ 1, got {getattr(self, name)}")
+        if self.threads is not None and int(self.threads) < 1:
+            raise ValueError(f"--threads must be a whole number ≥ 1, got {self.threads}")
         if self.workers < 0:
             raise ValueError(f"--workers must be ≥ 0, got {self.workers}")
-        if self.amp not in AMP_DTYPES:
-            raise ValueError(f"--amp must be one of {', '.join(sorted(AMP_DTYPES))}, got {self.amp!r}")
+        if self.amp not in AMP_CHOICES:
+            raise ValueError(f"--amp must be one of {', '.join(sorted(AMP_CHOICES))}, got {self.amp!r}")
         if self.pth_path and self.onnx:
             raise ValueError("give FSANet weights (--pth_path) or an exported model (--onnx), not both")
         object.__setattr__(self, "testsize", round_to_multiple(int(self.testsize), "testsize", log, INPUT_MULTIPLE))

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from lib.checkpoint import build_from_checkpoint
 from lib.hub import resolve_weights
 from utils.common.amp import AMP_DTYPES, autocast
+from utils.common.cli import set_threads
 from utils.common.devices import resolve_device
 from utils.common.fileio import atomic_write_bytes, check_writable
 from utils.common.logs import get_logger
@@ -102,6 +103,7 @@ def load_predictor(config: PredictConfig) -> Tuple[nn.Module, torch.device]:
     (:class:`utils.inference.onnx_model.OnnxFSANet`; on the CPU unless ``device`` names a GPU, its
     input always from host memory), checked against ``testsize``."""
     pth_path, onnx, device = config.pth_path, config.onnx, config.device
+    set_threads(config.threads)
     if (pth_path is None) == (onnx is None):
         raise ValueError("give FSANet weights (--pth_path) or an exported model (--onnx), one of the two")
     if onnx is not None:

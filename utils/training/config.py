@@ -15,13 +15,14 @@ import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Dict, List, Optional, Tuple
 
-from lib.configs import get_config
-from lib.FSANet import CHECKPOINT_PARTS, INPUT_MULTIPLE, checkpoint_parts
+from lib.configs import CHECKPOINT_PARTS, INPUT_MULTIPLE, checkpoint_parts, get_config
 from utils.common.cli import round_to_multiple
 from utils.common.logs import get_logger
-from utils.training.losses import LOSSES
 
 log = get_logger(__name__)
+
+#: the --loss names (utils.training.losses computes them).
+LOSSES = ("authors", "weighted")
 
 #: the authors' multi-scale rates.
 SIZE_RATES = (0.75, 1.0, 1.25)
@@ -84,6 +85,7 @@ class TrainConfig:
     save_every: int = 5
     save_optimizer: str = "all"  # "latest": numbered and best checkpoints hold the weights only
     no_progress: bool = False
+    threads: Optional[int] = None  # torch.set_num_threads; None: PyTorch's choice
 
     def __post_init__(self) -> None:
         named = get_config(self.config)
@@ -92,6 +94,8 @@ class TrainConfig:
                 setattr(self, name, named[key])
         self.channels = tuple(int(c) for c in self.channels)
         self.rates = tuple(float(r) for r in self.rates)
+        if self.threads is not None and int(self.threads) < 1:
+            raise ValueError(f"--threads must be a whole number ≥ 1, got {self.threads}")
         for name in ("epoch", "batchsize", "trainsize", "val_every", "save_every", "decoder_channels"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"--{name} must be a whole number ≥ 1, got {getattr(self, name)}")

@@ -20,7 +20,7 @@ DEEP_SUPERVISION_WEIGHTS = (0.7, 0.1, 0.1, 0.1)
 
 BCE_MODES = ("mean", "weighted")
 #: train.py's ``--loss``: the authors' loss as it computes (plain-mean BCE) or as intended
-LOSSES = ("authors", "weighted")
+from utils.training.config import LOSSES  # noqa: E402,F401  (the --loss names, defined without torch)
 
 
 def boundary_weight(mask: torch.Tensor) -> torch.Tensor:

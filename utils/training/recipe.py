@@ -41,6 +41,18 @@ def scaled_sizes(trainsize: int, rates: Sequence[float]) -> List[int]:
     return [int(round(trainsize * rate / 32) * 32) for rate in rates]
 
 
+def warn_if_nothing_learned(epochs: int, power: float, start_epoch: int) -> bool:
+    """Warn (and return True) when every epoch left has learning rate 0 in the poly schedule."""
+    if all(PolyDecay(epochs, power)(i) == 0 for i in range(start_epoch, epochs)):
+        log.warning(
+            "every epoch of this run has learning rate 0: the authors' poly schedule reaches 0 at its "
+            "last epoch (--epoch %d), so nothing will be learned; use --epoch 2 or more",
+            epochs,
+        )
+        return True
+    return False
+
+
 def rescale(images: torch.Tensor, masks: torch.Tensor, size: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """Both tensors bilinear to size×size with align_corners=True (unchanged at their own size)."""
     if images.shape[-2:] == (size, size):

@@ -24,6 +24,7 @@ import torch
 
 from lib.FSANet import FSANet
 from utils.common.amp import AMP_DTYPES
+from utils.common.cli import set_threads
 from utils.common.devices import data_parallel_device, data_parallel_gpus, resolve_device, smallest_chunk, wrap_model
 from utils.common.distributed import DistInfo, barrier, cleanup, gather_objects, init_distributed
 from utils.common.fileio import check_writable
@@ -32,11 +33,17 @@ from utils.data.checks import decode_file, verify_training_files
 from utils.data.dataset import TrainDataset, make_train_loader
 from utils.data.pairing import training_pairs
 from utils.training.config import TrainConfig
-from utils.training.recipe import PolyDecay, make_optimizer, make_scheduler, make_step_config, train_one_epoch
+from utils.training.recipe import (
+    make_optimizer,
+    make_scheduler,
+    make_step_config,
+    train_one_epoch,
+    warn_if_nothing_learned,
+)
 from utils.training.records import epoch_line, save_epoch, stop_message, write_scalars
 from utils.training.rng import rng_state, seed_everything, set_rng_state
 from utils.training.run_folder import PACKAGE_LOGGERS, add_log_file, agree, prepare_run_folder, release_lock
-from utils.training.start import check_backbone_weights, prepare_model
+from utils.training.start import check_backbone_weights, prepare_model, run_is_finished
 from utils.training.validation import validate, validation_pairs, warn_validation_overlap
 
 log = get_logger(__name__)
@@ -68,6 +75,7 @@ class TrainingRun:
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
+        set_threads(config.threads)
         self.device = resolve_device(config.device)
         root = Path(config.out_root)
         self.checkpoint_dir = root / "checkpoints" / config.train_save
@@ -154,15 +162,7 @@ class TrainingRun:
         seed_everything(config.seed + info.rank)
         self.model, self.start = model, start = prepare_model(config)
         self.config = config = start.config  # the effective config (--resume: the checkpoint's architecture)
-        if config.resume and start.epoch >= config.epoch:
-            log.info(
-                "%s: this run is finished (epoch %d of --epoch %d); nothing to train. To train longer, give a "
-                "larger --epoch (the LR schedule then changes)",
-                config.resume,
-                start.epoch,
-                config.epoch,
-            )
-            self.finished = True
+        self.finished = run_is_finished(config, start)
         self.history: List[Dict[str, float]] = list(start.extras.get("history") or [])
         if self.finished:
             return
@@ -172,12 +172,7 @@ class TrainingRun:
         dataset = TrainDataset(pairs, config.trainsize, config.cache_dir)
         prepare = dataset.prepare if config.cache_dir else decode_file  # with a cache, checking fills it
         verify_training_files(pairs, self.val_pairs, record, config.workers, info, not config.no_progress, prepare)
-        if all(PolyDecay(config.epoch, config.power)(i) == 0 for i in range(start.epoch, config.epoch)):
-            log.warning(
-                "every epoch of this run has learning rate 0: the authors' poly schedule reaches 0 at its "
-                "last epoch (--epoch %d), so nothing will be learned; use --epoch 2 or more",
-                config.epoch,
-            )
+        warn_if_nothing_learned(config.epoch, config.power, start.epoch)
         self._build_model_and_optimiser()
         self._build_loader(dataset, per_process)
         if info.is_main:

@@ -233,3 +233,17 @@ def prepare_model(config: TrainConfig) -> Tuple[FSANet, StartState]:
             "!" * 78,
         )
     return model, StartState(config=config)
+
+
+def run_is_finished(config: TrainConfig, start: StartState) -> bool:
+    """True (and says so) when a resumed run has already trained its ``--epoch`` epochs."""
+    if config.resume and start.epoch >= config.epoch:
+        log.info(
+            "%s: this run is finished (epoch %d of --epoch %d); nothing to train. To train longer, give a "
+            "larger --epoch (the LR schedule then changes)",
+            config.resume,
+            start.epoch,
+            config.epoch,
+        )
+        return True
+    return False
