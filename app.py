@@ -90,7 +90,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging()
     from lib.keymap import CheckpointError
-    from utils.deploy.webapp import build_app, check_port, parse_file_size, require_app_extra
+    from utils.deploy.webapp import PAGE_CSS, build_app, check_port, parse_file_size, require_app_extra
     from utils.inference.onnx_model import OnnxError
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home (and none possible offline)
@@ -108,7 +108,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         demo = build_app(segmenter, root, threshold=args.threshold, keep_s=args.keep_results)
         log.info("serving on http://%s:%d (Ctrl-C stops); result files in %s", args.host, args.port, root)
-        demo.launch(server_name=args.host, server_port=args.port, max_file_size=args.max_file_size, show_error=False)
+        demo.launch(
+            server_name=args.host, server_port=args.port, max_file_size=args.max_file_size, show_error=False, css=PAGE_CSS
+        )
     except KeyboardInterrupt:
         log.info("stopped")
     finally:

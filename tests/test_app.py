@@ -109,9 +109,10 @@ def _free_port() -> int:
 
 
 def _browser_reason() -> str:
-    missing = [m for m in ("gradio", "playwright") if __import__("importlib.util").util.find_spec(m) is None]
+    extras = {"gradio": "app", "playwright": "browser"}  # the extra that brings each
+    missing = [m for m in extras if __import__("importlib.util").util.find_spec(m) is None]
     if missing:
-        return f"{', '.join(missing)} not installed (pip install -e .[app])"
+        return "; ".join(f"{m} not installed (pip install -e .[{extras[m]}])" for m in missing)
     if CHROMIUM is None:
         return "no chromium executable (apt-get install chromium); the browser test needs Debian's Chromium"
     return ""
@@ -160,6 +161,20 @@ def test_page_in_headless_chromium(small_model, uploads, tmp_path):
 
             expected = _test_py_map(pth, uploads / "photo.jpg", tmp_path / "test_py")
             assert np.array_equal(np.array(Image.open(downloaded)), expected)
+
+            # transparent cut-out pixels over a checkerboard, not plain white
+            background = page.locator("#cutout img").evaluate("e => getComputedStyle(e).backgroundImage")
+            assert "conic-gradient" in background
+            # a threshold typed into the box applies on Enter (no drag, no lost focus)
+            before = page.locator("#mask img").get_attribute("src")
+            box = page.locator("#threshold input[type=number]")
+            box.fill("5")
+            box.press("Enter")
+            page.wait_for_function(
+                "old => { const img = document.querySelector('#mask img'); return img && img.src !== old; }",
+                arg=before,
+                timeout=30_000,
+            )
 
             page.goto(url, wait_until="domcontentloaded")  # a fresh page for the second upload
             page.locator("#upload input[type=file]").set_input_files([str(uploads / "notes.txt")])

@@ -8,8 +8,6 @@ import logging
 #: the root of every logger of the project (train.log and the console hang here)
 ROOT_LOGGER = "fsanet"
 LOG_FORMAT, DATE_FORMAT = "%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"
-#: libraries that log a line per routine event at INFO
-_CHATTY = ("httpx", "onnxscript")
 
 
 def get_logger(name: str) -> logging.Logger:
@@ -17,8 +15,10 @@ def get_logger(name: str) -> logging.Logger:
     return logging.getLogger(f"{ROOT_LOGGER}.{name}")
 
 
-def setup_logging(level: int = logging.INFO) -> None:
-    """The console format of every command (a no-op when logging is already configured)."""
-    logging.basicConfig(level=level, format=LOG_FORMAT, datefmt=DATE_FORMAT)
-    for name in _CHATTY:
-        logging.getLogger(name).setLevel(logging.WARNING)
+def setup_logging(level: int = logging.INFO, verbose: bool = False) -> None:
+    """The console format of every command (a no-op when logging is already configured).
+
+    The project's loggers speak at ``level``; other libraries (the ONNX exporter, httpx, …)
+    only from WARNING on, unless ``verbose`` (a command's ``-v``)."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format=LOG_FORMAT, datefmt=DATE_FORMAT)
+    logging.getLogger(ROOT_LOGGER).setLevel(min(level, logging.INFO) if verbose else level)

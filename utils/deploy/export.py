@@ -225,12 +225,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="square sizes to compare onnxruntime with PyTorch at (default: the export size; "
         "with --dynamic also 512; other sizes need --dynamic); 0 skips the check",
     )
+    p.add_argument("-v", "--verbose", action="store_true", help="also the exporter's own log (its graph passes)")
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging()
+    setup_logging(verbose=args.verbose)
     try:
         require_extra("export", "ONNX export", "onnx", "onnxscript", "onnxruntime")
         if args.pth_path:

@@ -7,6 +7,7 @@ Everything but :func:`build_app` is plain Python and numpy, tested without a bro
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import shutil
@@ -125,6 +126,11 @@ def check_port(host: str, port: int) -> None:
             ) from None
 
 
+#: the page's style: transparent cut-out pixels show as a grey checkerboard, not as white
+PAGE_CSS = (
+    "#cutout img, #gallery img { background: repeating-conic-gradient(#d0d0d0 0% 25%, #ffffff 0% 50%) 50% / 16px 16px; }"
+)
+
 RANDOM_BANNER = (
     "⚠️ **Random weights.** This app was started without `--pth_path`, so the maps show the "
     "pipeline, not FSANet's segmentation. Start it with `python app.py --pth_path models/FSANet-100.pth`."
@@ -138,7 +144,10 @@ def build_app(segmenter: Segmenter, root: Optional[Path] = None, threshold: int 
     require_app_extra()
     import gradio as gr
 
-    root = Path(root or tempfile.mkdtemp(prefix="fsanet-app-"))
+    if root is None:  # a folder of its own, removed when the process ends
+        root = Path(tempfile.mkdtemp(prefix="fsanet-app-"))
+        atexit.register(shutil.rmtree, root, True)
+    root = Path(root)
     with gr.Blocks(title="FSANet: dichotomous image segmentation", delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# FSANet: cut the object out of a photo\n" + segmenter.description)
         if segmenter.random_weights:
@@ -190,7 +199,9 @@ def build_app(segmenter: Segmenter, root: Optional[Path] = None, threshold: int 
 
         for event in (upload.upload, run.click):
             event(on_run, [upload, slider], [state, *shown], concurrency_limit=1)
-        slider.release(on_threshold, [state, slider], shown, concurrency_limit=1)
+        # change: a drag, and a value typed into the box (applied on Enter or when the box loses focus);
+        # always_last: a drag renders once for where it stops, not once per step
+        slider.change(on_threshold, [state, slider], shown, concurrency_limit=1, trigger_mode="always_last")
     demo.queue(default_concurrency_limit=1)
     return demo
 
@@ -198,6 +209,7 @@ def build_app(segmenter: Segmenter, root: Optional[Path] = None, threshold: int 
 __all__ = [
     "KEEP_RESULTS_S",
     "MAX_PIXELS",
+    "PAGE_CSS",
     "check_port",
     "parse_file_size",
     "prune_results",

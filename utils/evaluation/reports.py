@@ -57,7 +57,7 @@ def provenance(hce_rule: Optional[str]) -> Dict[str, Any]:
     versions["python"] = platform.python_version()
     return {
         "hce_rule": hce_rule,
-        "hce": HCE_RULE_TEXT[hce_rule] + " (relax 5, epsilon 2.0)" if hce_rule else "not computed",
+        "hce": HCE_RULE_TEXT[hce_rule] + " (relax 5, epsilon 2.0)" if hce_rule else "HCE not computed (--no_hce)",
         "overall": OVERALL_TEXT,
         "versions": versions,
     }
