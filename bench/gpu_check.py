@@ -184,6 +184,16 @@ def checks(work: Path, gpus: int, cpu: bool, weights: str = None) -> List[tuple]
                 None,
             )
         )
+    adaxw = work / "adaxw_step.json"
+    rows.append(
+        (
+            "AdaXW step: per-tensor vs foreach",
+            [py, "-m", "bench.optimizer", "--runs", "3" if cpu else "10", "--json", str(adaxw)]
+            + (["--config", "fsanet_small"] if cpu else ["--device", "cuda"]),
+            adaxw,
+            None,
+        )
+    )
     step_size, step_batch = ("64", "2") if cpu else ("928", "8")
     out = work / "largest_step.json"
     rows.append(
@@ -242,7 +252,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         row["check"] = name
         if row["ok"] and moved is not None:
             row["ok"], row["note"] = weights_moved(*moved)
-        if row["ok"] and produced is not None:
+        if row["ok"] and produced is not None and "speedup" in json.loads(Path(produced).read_text()):
+            step = json.loads(Path(produced).read_text())  # bench.optimizer: AdaXW per-tensor vs multi-tensor
+            row["note"] = (
+                f"per-tensor {step['per_tensor_s'] * 1e3:.1f} ms, foreach {step['foreach_s'] * 1e3:.1f} ms "
+                f"(×{step['speedup']:.2f}), bit-identical: {step['bit_identical']}"
+            )
+        elif row["ok"] and produced is not None:
             data = json.loads(Path(produced).read_text())["results"]["ours"]
             if "maps_max_grey_diff" in data:
                 row["note"] = f"P1 max {data['maps_max_grey_diff']:.0f} grey levels from fp32 eager"

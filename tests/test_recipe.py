@@ -9,6 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from lib.configs import get_config
+from lib.FSANet import build_fsanet
 from lib.keymap import AUTHORS_UNUSED, authors_optimizer_to_fsanet
 from utils.training.adaxw import AdaXW
 from utils.training.losses import boundary_weight, deep_supervision_loss, structure_loss
@@ -140,6 +142,35 @@ def test_default_weight_decay_never_changes_a_float32_weight():
         AdaXW([param], lr=lr, weight_decay=wd).step()
         assert torch.equal(param.data, start) is not changes, (lr, wd)
     assert 2e-4 * 1e-4 < 2.0**-25 < 1e-3 * 1e-4
+
+
+@pytest.mark.parametrize("lr, wd", [(2e-4, 1e-4), (0.05, 0.3)])
+def test_foreach_adaxw_is_the_per_tensor_form_bit_for_bit(lr, wd):
+    """The multi-tensor step (the default) against the per-tensor reference, on the small
+    FSANet's ~700 tensors plus weights of every magnitude, with steps skipped by some
+    parameters (their step counts then differ) and a tensor without a gradient."""
+    torch.manual_seed(0)
+    model = build_fsanet(get_config("fsanet_small"))
+    start = [p.detach().clone() for p in model.parameters()] + [_weights_of_every_magnitude()]
+    runs = {}
+    for foreach in (False, True):
+        params = [torch.nn.Parameter(t.clone()) for t in start]
+        opt = AdaXW(params, lr=lr, weight_decay=wd, foreach=foreach)
+        g = torch.Generator().manual_seed(1)
+        for step in range(4):
+            for index, param in enumerate(params):
+                skip = index % 7 == 0 and step == 1 or index == 3
+                param.grad = None if skip else torch.randn(param.shape, generator=g) * 1e-3
+            opt.step()
+        runs[foreach] = (params, opt)
+    (slow, slow_opt), (fast, fast_opt) = runs[False], runs[True]
+    differ = [i for i, (a, b) in enumerate(zip(slow, fast)) if not torch.equal(a, b)]
+    assert not differ, f"{len(differ)} of {len(slow)} tensors differ"
+    for a, b in zip(slow, fast):
+        sa, sb = slow_opt.state.get(a, {}), fast_opt.state.get(b, {})
+        assert sa.keys() == sb.keys() and all(sa[k] == sb[k] if k == "step" else torch.equal(sa[k], sb[k]) for k in sa)
+    assert torch.equal(fast[3], start[3])  # never had a gradient: untouched
+    assert fast_opt.state[fast[7]]["step"] == 3 and fast_opt.state[fast[1]]["step"] == 4
 
 
 def test_adaxw_skips_parameters_without_gradient():
