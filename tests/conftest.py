@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Dict
@@ -80,6 +81,20 @@ def train_argv(root: Path, data: Path, *extra: str) -> list:
     fast = ["--device", "cpu", "--workers", "0", "--no_progress", "--batchsize", "2", "--trainsize", "64"]
     fast += ["--random_backbones"]  # no ImageNet weights here: random encoders, said explicitly
     return ["--train_path", str(data), "--out_root", str(root), *fast, "--rates", "1", *TINY_MODEL_ARGS, *extra]
+
+
+def start_train(argv: list) -> "subprocess.Popen":
+    """train.py ``argv`` in a process of its own (one thread), its output captured as text."""
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(repo))
+    return subprocess.Popen(
+        [sys.executable, str(repo / "train.py"), *argv],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def train_args(root: Path, data: Path, *extra: str):

@@ -12,7 +12,6 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from lib.FSANet import build_fsanet
 from lib.keymap import FORMAT_NAME
 from lib.safetensors_file import save_safetensors
 from lib.saving import save_checkpoint
-from tests.conftest import train_argv
+from tests.conftest import start_train, train_argv
 from utils.common.ownership import MANIFEST, OwnershipError, claim_folder
 from utils.data.synthetic import write_dataset
 from utils.training.run_folder import LOCK_NAME, acquire_lock
@@ -361,15 +360,7 @@ def _wait_for(process: subprocess.Popen, path: Path, text: str, timeout: float =
 
 def test_sigterm_stops_a_run_in_one_line_naming_latest_and_the_resume_command(tmp_path, synthetic_train):
     argv = train_argv(tmp_path, synthetic_train, "--epoch", "200", "--save_every", "1000")
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    process = subprocess.Popen(
-        [sys.executable, str(REPO / "train.py"), *argv],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start_train(argv)
     log_file = tmp_path / "logs" / "FSANet" / "train.log"
     _wait_for(process, log_file, "epoch 2/200")
     process.send_signal(signal.SIGTERM)

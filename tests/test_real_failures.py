@@ -5,10 +5,8 @@ and a real full file system (a small tmpfs) under a real torch.save."""
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -17,7 +15,7 @@ import pytest
 import torch
 
 import train as train_cli
-from tests.conftest import train_argv
+from tests.conftest import start_train, train_argv
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,15 +25,7 @@ def _run_until(tmp_path: Path, data: Path, marker: str, after: str, attempt: int
     (process output, return code, log text at the signal, log text at the end)."""
     root = tmp_path / f"try{attempt}"
     argv = train_argv(root, data, "--epoch", "50", "--save_every", "1", "--workers", "1", "--val_path", str(data))
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    process = subprocess.Popen(
-        [sys.executable, str(REPO / "train.py"), *argv],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start_train(argv)
     log_file = root / "logs" / "FSANet" / "train.log"
     end = time.time() + 240
     at_signal = ""

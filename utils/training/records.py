@@ -56,38 +56,26 @@ def save_epoch(
     ``states``: ``optimizer`` (the optimiser itself) and the other states latest.pth holds.
     A Ctrl-C or SIGTERM during the saves and their log lines takes effect after them."""
     with critical():
-        return _save_epoch(folder, model, epoch, val, best, states, config)
-
-
-def _save_epoch(
-    folder: Path,
-    model: nn.Module,
-    epoch: int,
-    val: Optional[Dict[str, float]],
-    best: Dict[str, Any],
-    states: Dict[str, Any],
-    config: TrainConfig,
-) -> Tuple[Dict[str, Any], Path]:
-    improved = val is not None and val["maxFm"] > best["maxFm"]
-    if improved:
-        best = {"maxFm": val["maxFm"], "MAE": val["MAE"], "epoch": epoch}
-    extra = {k: v for k, v in states.items() if k != "optimizer"}
-    checkpoint = make_checkpoint(model, epoch, states["optimizer"], config.as_dict(), best=best, **extra)
-    newest = folder / "latest.pth"
-    atomic_save(checkpoint, newest)  # always complete: --resume continues from it
-    numbered = epoch % config.save_every == 0 or epoch == config.epoch
-    targets = ([folder / f"FSANet-{epoch}.pth"] if numbered else []) + ([folder / "best.pth"] if improved else [])
-    for target in targets:
-        if config.save_optimizer == "all":
-            atomic_copy(folder / "latest.pth", target)  # a hard link where the file system allows
-        else:  # weights only: about a third of the size
-            atomic_save(make_checkpoint(model, epoch, None, config.as_dict(), best=best), target)
-    if numbered:
-        newest = targets[0]
-        log.info("saved %s", newest)
-    if improved:
-        log.info("new best maxFβ %.4f at epoch %d → %s", val["maxFm"], epoch, folder / "best.pth")
-    return best, newest
+        improved = val is not None and val["maxFm"] > best["maxFm"]
+        if improved:
+            best = {"maxFm": val["maxFm"], "MAE": val["MAE"], "epoch": epoch}
+        extra = {k: v for k, v in states.items() if k != "optimizer"}
+        checkpoint = make_checkpoint(model, epoch, states["optimizer"], config.as_dict(), best=best, **extra)
+        newest = folder / "latest.pth"
+        atomic_save(checkpoint, newest)  # always complete: --resume continues from it
+        numbered = epoch % config.save_every == 0 or epoch == config.epoch
+        targets = ([folder / f"FSANet-{epoch}.pth"] if numbered else []) + ([folder / "best.pth"] if improved else [])
+        for target in targets:
+            if config.save_optimizer == "all":
+                atomic_copy(folder / "latest.pth", target)  # a hard link where the file system allows
+            else:  # weights only: about a third of the size
+                atomic_save(make_checkpoint(model, epoch, None, config.as_dict(), best=best), target)
+        if numbered:
+            newest = targets[0]
+            log.info("saved %s", newest)
+        if improved:
+            log.info("new best maxFβ %.4f at epoch %d → %s", val["maxFm"], epoch, folder / "best.pth")
+        return best, newest
 
 
 def last_saved(checkpoint_dir: Path) -> Optional[str]:
