@@ -427,6 +427,24 @@ def test_a_training_file_deleted_mid_run_ends_in_one_line(tmp_path, synthetic_tr
     assert "Original Traceback" not in caplog.text
 
 
+def die_in_the_worker(items, methods, hce_rule):  # what the OOM killer does to an eval worker
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_killed_eval_worker_ends_in_one_line(tmp_path, small_pth, test_sets, monkeypatch, caplog):
+    from utils.evaluation import scoring
+
+    preds = tmp_path / "preds"
+    write_dataset(test_sets / "DIS-TE2", 2, (64, 48), "authors", seed=4)
+    assert test_cli.main(["--pth_path", str(small_pth), "--test_path", str(test_sets), "--save_path", str(preds)]) == 0
+    monkeypatch.setattr(scoring, "_evaluate_chunk", die_in_the_worker)
+    argv = ["--pred_root", str(preds), "--gt_root", str(test_sets), "--save_dir", str(tmp_path / "e"), "--workers", "2"]
+    with caplog.at_level(logging.ERROR):
+        assert eval_cli.main(argv + ["--no_progress"]) == 2
+    assert "an evaluation worker process died" in caplog.text and "fewer --workers" in caplog.text
+    assert not (tmp_path / "e" / "results.md").exists()
+
+
 # ----------------------------------------------------------------------------- 5. silent surprises become one warning
 
 
