@@ -128,7 +128,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     args = parser.parse_args(argv)
     setup_logging()
-    run_demo(Path(args.out), args.quick, Path(args.figures) if args.figures else None, args.threads)
+    from utils.common.fileio import OutputError
+
+    try:
+        run_demo(Path(args.out), args.quick, Path(args.figures) if args.figures else None, args.threads)
+    except OutputError as error:  # --out or --figures holding files the demo did not write: nothing is changed
+        log.error("%s", error)
+        return 2
     return 0
 
 

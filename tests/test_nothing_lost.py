@@ -71,6 +71,13 @@ def test_demo_into_a_project_folder_is_refused_and_changes_nothing(tmp_path, cap
     with pytest.raises(OwnershipError, match=r"--out .*project: holds files demo.py did not write \(data, results\)"):
         demo.run_demo(project, quick=True)
     assert _snapshot(project) == before
+    with caplog.at_level(logging.ERROR):
+        assert demo.main(["--out", str(project), "--quick"]) == 2  # the command: one line, exit 2
+    assert "holds files demo.py did not write" in caplog.text and _snapshot(project) == before
+    from utils.data import synthetic
+
+    assert synthetic.main(["--out", str(project / "data" / "TrainDataset"), "--count", "2"]) == 0  # its own
+    assert synthetic.main(["--out", str(project / "results"), "--count", "2"]) == 2
 
 
 def test_test_py_refuses_mask_folders_and_other_peoples_files_but_reruns_its_own(tmp_path, small_pth, test_sets, caplog):

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from utils.common.fileio import OutputError
 from utils.common.ownership import claim_folder
 from utils.data.pairing import LAYOUTS
 
@@ -158,7 +159,7 @@ def write_dataset(
     return written
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="dataset root to write (created)")
     parser.add_argument("--count", type=int, default=16, help="number of image/mask pairs")
@@ -172,9 +173,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--image_ext", choices=[".jpg", ".png"], default=".jpg")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else zlib.crc32(Path(args.out).resolve().name.encode())
-    written = write_dataset(args.out, args.count, args.size, args.layout, seed, args.image_ext, progress=True)
+    try:
+        written = write_dataset(args.out, args.count, args.size, args.layout, seed, args.image_ext, progress=True)
+    except OutputError as error:  # a folder holding a dataset or anything else: nothing is written
+        sys.stderr.write(f"{error}\n")
+        return 2
     sys.stdout.write(f"wrote {len(written)} pairs to {args.out} (seed {seed})\n")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
