@@ -15,7 +15,6 @@ import uuid
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Union
 
-import torch
 
 PathLike = Union[str, os.PathLike]
 
@@ -87,6 +86,8 @@ def atomic_save(obj: Any, path: PathLike) -> None:
     """``torch.save`` through :func:`atomic_write`: a kill or a full disk
     during the write never leaves a truncated file at ``path``; a write error comes out
     as itself (``OSError``), not as torch's ``RuntimeError``."""
+
+    import torch  # here, not at the top: eval.py and the scripts' -h need no torch
 
     def write(handle: BinaryIO) -> None:
         recorder = _RecordingWriter(handle)
