@@ -15,7 +15,6 @@ import uuid
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Union
 
-
 PathLike = Union[str, os.PathLike]
 
 #: the prefix and suffix of this module's temporary files (stale ones are safe to delete).
