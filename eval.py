@@ -12,6 +12,7 @@ HCE follows IS-Net's benchmark script by default (map > 128, mask > 128).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from concurrent.futures.process import BrokenProcessPool
 from typing import Dict, Optional, Sequence
@@ -50,7 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--sets", nargs="+", default=None, help="sets to score (default: every set found except DIS-TR, the training set)"
     )
     p.add_argument("--save_dir", default="./results/eval", help="results.{md,csv,json} and curves go here")
-    p.add_argument("--workers", type=positive_int, default=1, help="processes to spread the masks over")
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        default=min(len(os.sched_getaffinity(0)), 8) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1),
+        help="processes to spread the masks over (default: the cores this process may use, at most 8); "
+        "the numbers equal a single process's",
+    )
     p.add_argument("--allow_missing", action="store_true", help="score the masks that have a prediction")
     p.add_argument(
         "--hce_rule",

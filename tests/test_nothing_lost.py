@@ -371,7 +371,7 @@ def test_sigterm_stops_a_run_in_one_line_naming_latest_and_the_resume_command(tm
     log_file = tmp_path / "logs" / "FSANet" / "train.log"
     _wait_for(process, log_file, "epoch 2/200")
     process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=120)
+    output, _ = process.communicate(timeout=600)
     assert process.returncode == 130, output
     assert "Traceback" not in output
     run = tmp_path / "checkpoints" / "FSANet"

@@ -36,18 +36,20 @@ def _run_until(tmp_path: Path, data: Path, marker: str, after: str, attempt: int
             at_signal = text
             break
         time.sleep(0.002)
-    output, _ = process.communicate(timeout=240)
+    if not at_signal:  # the marker never came: end the run rather than wait for its 50 epochs
+        process.kill()
+    output, _ = process.communicate(timeout=600)
     return root, output, process.returncode, at_signal, log_file.read_text() if log_file.exists() else ""
 
 
 def test_a_real_sigint_inside_a_real_save_ends_in_one_line(tmp_path, synthetic_train):
-    for attempt in range(6):  # retry until the signal lands between the epoch line and the end of its save
+    for attempt in range(12):  # retry until the signal lands between the epoch line and the end of its save
         root, output, code, at_signal, final = _run_until(tmp_path, synthetic_train, "epoch 2/50", "saved", attempt)
         landed_inside = "FSANet-2.pth" not in at_signal and "FSANet-2.pth" in final
         if landed_inside:
             break
     else:
-        pytest.skip("the signal never landed inside a save in 6 tries (a very fast disk)")
+        pytest.skip("the signal never landed inside a save in 12 tries (a very fast disk, or a very busy machine)")
     assert code == 130, output
     assert "Traceback" not in output and "Exception ignored" not in output and "unexpected pos" not in output
     run = root / "checkpoints" / "FSANet"
