@@ -41,10 +41,11 @@ class AdaXW(Optimizer):
         foreach: update all parameters of a group with multi-tensor ``torch._foreach_*`` ops
             (a handful of kernel launches per step instead of ~6 per tensor on a GPU; no
             Python loop over the ~750 tensors). The same operations in the same order as the
-            per-tensor form (``foreach=False``): bit-identical on the CPU (tested). None (the
-            default, as in PyTorch's own optimisers): multi-tensor on CUDA, per-tensor elsewhere,
-            where it is faster (``python -m bench.optimizer``: 0.50 s against 0.62 s per step of
-            the paper model on one CPU thread; the multi-tensor form holds two extra copies).
+            per-tensor form: bit-identical on the CPU (tested). False, the default, is the
+            authors' per-tensor loop everywhere, until ``bench/gpu_check.sh`` has shown the two
+            bit-identical on a GPU; None picks multi-tensor on CUDA, per-tensor elsewhere (on the
+            CPU per-tensor is faster: ``python -m bench.optimizer``, 0.50 s against 0.62 s per step
+            of the paper model on one thread; the multi-tensor form holds two extra copies).
     """
 
     def __init__(
@@ -54,7 +55,7 @@ class AdaXW(Optimizer):
         betas: Tuple[float, float] = (0.9, 1e-4),
         eps: float = 1e-12,
         weight_decay: float = 1e-4,
-        foreach: Optional[bool] = None,
+        foreach: Optional[bool] = False,
     ) -> None:
         if lr < 0 or eps < 0 or weight_decay < 0:
             raise ValueError(f"lr, eps and weight_decay must be ≥ 0, got {lr}, {eps}, {weight_decay}")
@@ -80,7 +81,7 @@ class AdaXW(Optimizer):
                     state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
                 state["step"] += 1
             if params:
-                foreach = group.get("foreach")
+                foreach = group.get("foreach", False)
                 use_foreach = params[0].is_cuda if foreach is None else foreach
                 (_step_foreach if use_foreach else _step_per_tensor)(self.state, params, group)
         return loss
