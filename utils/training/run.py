@@ -29,6 +29,7 @@ from utils.common.devices import data_parallel_device, data_parallel_gpus, resol
 from utils.common.distributed import DistInfo, barrier, cleanup, gather_objects, init_distributed
 from utils.common.fileio import check_writable
 from utils.common.logs import get_logger
+from utils.common.signals import critical
 from utils.data.checks import decode_file, verify_training_files
 from utils.data.dataset import TrainDataset, make_train_loader
 from utils.data.pairing import training_pairs
@@ -277,11 +278,12 @@ class TrainingRun:
         states = gather_objects(rng_state(), self.info)
         self.history.append({"epoch": epoch, "lr": self.lr, **stats, **(val or {})})
         if self.info.is_main:
-            log.info(epoch_line(epoch, self.config.epoch, self.lr, stats, val))
-            write_scalars(self.writer, epoch, self.lr, stats, val)
-            self.best, self.last_checkpoint = save_epoch(
-                self.checkpoint_dir, self.model, epoch, val, self.best, self._states(states), self.config
-            )
+            with critical():  # a stop inside tensorboardX's flush (its writer thread) would hang its close
+                log.info(epoch_line(epoch, self.config.epoch, self.lr, stats, val))
+                write_scalars(self.writer, epoch, self.lr, stats, val)
+                self.best, self.last_checkpoint = save_epoch(
+                    self.checkpoint_dir, self.model, epoch, val, self.best, self._states(states), self.config
+                )
         barrier(self.info)
 
     def _states(self, rank_rng: list) -> dict:
