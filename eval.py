@@ -137,4 +137,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
+    from utils.common.heap import keep_freed_memory
+
+    keep_freed_memory()  # DIS-sized temporaries reuse freed pages (utils/common/heap.py); this process only
     sys.exit(main())

@@ -63,6 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="NHWC memory format (faster on CPU, maps within 1 grey level; docs/performance.md)",
     )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the model: the first batch compiles (minutes), later ones run faster; docs/performance.md",
+    )
+    p.add_argument(
+        "--fold_bn",
+        action="store_true",
+        help="fold BatchNorm into the convolutions (inference only; maps within 1 grey level; docs/performance.md)",
+    )
     p.add_argument("--threads", type=positive_int, default=None, help=THREADS_HELP)
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
     return p

@@ -6,9 +6,12 @@
 Runs, each as its own process on generated data: a few training steps with
 DataParallel over all GPUs; the same under ``torchrun --nproc_per_node N``; AMP
 bf16 and fp16; ``--grad_checkpoint all``; ``--channels_last``; a resume; test.py's
-maps with AMP against fp32 eager (bench/model.py ``--check_maps``); and the
-recipe's largest step (batch 8 at 928, bf16, encoder checkpointing) with its peak
-allocated memory next to bench/memory.py's figure. Without a GPU (and without
+maps with AMP against fp32 eager (bench/model.py ``--check_maps``); inference
+milliseconds per 1024² image for fp32, bf16, channels_last and torch.compile at
+batch 1 and 8 (bench/inference_matrix.py); AdaXW's per-tensor and multi-tensor
+steps; and the recipe's largest step (batch 8 at 928, bf16, encoder
+checkpointing) with its images/s and peak allocated memory next to
+bench/memory.py's figure. The DataParallel and torchrun rows give their seconds. Without a GPU (and without
 --cpu_smoke) it says so and exits 0 having run nothing.
 """
 
@@ -184,6 +187,21 @@ def checks(work: Path, gpus: int, cpu: bool, weights: str = None) -> List[tuple]
                 None,
             )
         )
+    matrix = work / "inference_matrix.json"
+    rows.append(
+        (
+            "inference ms/image: fp32, bf16, channels_last, compile",
+            [py, "-m", "bench.inference_matrix", "--json", str(matrix)]
+            + (
+                ["--size", "64", "--batches", "1", "2", "--runs", "1", "--warmup", "1", "--device", "cpu", *SMALL]
+                if cpu
+                else ["--size", "1024", "--batches", "1", "8", "--runs", "10", "--warmup", "3", "--compile"]
+            )
+            + (["--weights", weights] if weights and not cpu else []),
+            matrix,
+            None,
+        )
+    )
     adaxw = work / "adaxw_step.json"
     rows.append(
         (
@@ -252,7 +270,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         row["check"] = name
         if row["ok"] and moved is not None:
             row["ok"], row["note"] = weights_moved(*moved)
-        if row["ok"] and produced is not None and "speedup" in json.loads(Path(produced).read_text()):
+        if row["ok"] and produced is not None and "ms_per_image" in json.loads(Path(produced).read_text()):
+            table = json.loads(Path(produced).read_text())["ms_per_image"]
+            row["ms_per_image"] = table
+            row["note"] = "; ".join(
+                f"{name} " + "/".join(f"{ms:.1f}" for ms in cells.values()) + " ms (batch " + "/".join(cells) + ")"
+                for name, cells in table.items()
+            )
+        elif row["ok"] and produced is not None and "speedup" in json.loads(Path(produced).read_text()):
             step = json.loads(Path(produced).read_text())  # bench.optimizer: AdaXW per-tensor vs multi-tensor
             row["note"] = (
                 f"per-tensor {step['per_tensor_s'] * 1e3:.1f} ms, foreach {step['foreach_s'] * 1e3:.1f} ms "
@@ -270,7 +295,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 )
                 row["peak_allocated_bytes"] = int(data["train_peak_mb"] * 2**20)
                 row["memory_model_bytes"] = model.total_bytes
+                row["images_per_s"] = data.get("train_images_per_s")
                 row["note"] = (
+                    f"{data.get('train_images_per_s', float('nan')):.2f} images/s, "
                     f"peak {data['train_peak_mb'] / 1024:.2f} GiB (measured"
                     f"{', process RSS' if args.cpu_smoke else ''}), memory model "
                     f"{model.total_bytes / 2**30:.2f} GiB"

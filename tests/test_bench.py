@@ -181,3 +181,21 @@ def test_gpu_check_covers_every_gpu_path(tmp_path):
     assert len(maps) == 2 and all("--check_maps" in c and "w.pth" in c for c in maps)
     largest = rows["largest step: bf16 + encoder checkpointing"]
     assert largest[largest.index("--size") + 1] == "928" and largest[largest.index("--train_batch") + 1] == "8"
+    matrix = rows["inference ms/image: fp32, bf16, channels_last, compile"]
+    assert matrix[matrix.index("--size") + 1] == "1024" and matrix[matrix.index("--batches") + 1 :][:2] == ["1", "8"]
+    assert "--compile" in matrix and "w.pth" in matrix
+
+
+def test_inference_matrix_times_every_variant_at_every_batch(tmp_path):
+    out = tmp_path / "matrix.json"
+    subprocess.run(
+        [sys.executable, "-m", "bench.inference_matrix", "--size", "32", "--batches", "1", "2", "--runs", "1"]
+        + ["--warmup", "1", "--device", "cpu", "--config", "fsanet_small", "--json", str(out)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    table = json.loads(out.read_text())["ms_per_image"]
+    assert set(table) == {"fp32", "bf16", "fp32 channels_last", "bf16 channels_last"}
+    assert all(set(cells) == {"1", "2"} and all(ms > 0 for ms in cells.values()) for cells in table.values())

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 import eval as eval_cli
-from utils.evaluation import scoring as evaluation
+from utils.evaluation import pairs
 from utils.evaluation.hce import HumanCorrectionEffort
 from utils.evaluation.scoring import evaluate
 
@@ -134,8 +134,8 @@ def _write_sets(root, methods=("a", "b", "c"), count=4):
 def test_each_mask_is_skeletonised_once_for_all_methods(tmp_path, monkeypatch):
     root = _write_sets(tmp_path)
     calls = []
-    original = evaluation.gt_skeleton
-    monkeypatch.setattr(evaluation, "gt_skeleton", lambda gt: calls.append(1) or original(gt))
+    original = pairs.skeletonize
+    monkeypatch.setattr(pairs, "skeletonize", lambda gt: calls.append(1) or original(gt))
     methods = {m: root / m for m in ("a", "b", "c")}
     together, _ = evaluate(methods, root / "gt", progress=False)
     assert len(calls) == 4  # 4 masks, 3 methods

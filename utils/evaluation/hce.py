@@ -16,9 +16,10 @@ are in use:
 The ground-truth skeleton is rule-independent and is the costly part on large
 masks; :class:`HumanCorrectionEffort` takes it precomputed (:func:`gt_skeleton`)
 so that several methods scored on one mask share it. The counting itself is
-pysodmetrics' (its boundary filter and polygon counter); the relaxation is
-written here so that it can take that skeleton, and a test keeps it equal to
-pysodmetrics' own ``cal_hce``.
+pysodmetrics' definition; the relaxation and the walk along the boundaries are
+written here (on arrays, :meth:`HumanCorrectionEffort.region_effort`) so that
+they take that skeleton and run at DIS sizes, and tests keep the count equal to
+pysodmetrics' own ``cal_hce`` and IS-Net's.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ import cv2
 import numpy as np
 import py_sod_metrics as sod
 from py_sod_metrics.utils import prepare_data
-from skimage import morphology
 
 from utils.evaluation.conventions import HCE_RULE_TEXT, HCE_RULES  # noqa: E402,F401  (re-exported)
+from utils.evaluation.skeleton import skeletonize
 
 
 def binarize_mask(gt: np.ndarray) -> np.ndarray:
@@ -50,8 +51,8 @@ def binarize_prediction(pred: np.ndarray, rule: str = "isnet") -> np.ndarray:
 
 
 def gt_skeleton(gt_bool: np.ndarray) -> np.ndarray:
-    """The mask's skeleton (scikit-image ``skeletonize``), the structure HCE keeps in FN."""
-    return morphology.skeletonize(gt_bool).astype(bool)
+    """The mask's skeleton (equal to scikit-image's ``skeletonize``), the structure HCE keeps in FN."""
+    return skeletonize(gt_bool)
 
 
 class HumanCorrectionEffort(sod.HumanCorrectionEffortMeasure):
@@ -99,10 +100,72 @@ class HumanCorrectionEffort(sod.HumanCorrectionEffortMeasure):
 
         total = 0
         for region, condition in ((fp_relaxed, tp | fn_relaxed), (fn_relaxed, ~(tp | fp_relaxed | fn_relaxed))):
-            contours, _ = cv2.findContours(region.astype(np.uint8), cv2.RETR_TREE, cv2.CHAIN_APPROX_NONE)
-            boundaries, independent = self.filter_conditional_boundary(contours, region, condition)
-            total += self.count_polygon_control_points(boundaries, epsilon=self.epsilon) + int(independent)
+            total += self.region_effort(region.astype(np.uint8), condition)
         return total
+
+    def region_effort(self, region: np.ndarray, condition: np.ndarray) -> int:
+        """Control points plus independent regions of one relaxed error map (0/1 ``uint8``).
+
+        The same count as pysodmetrics' ``filter_conditional_boundary`` followed by
+        ``count_polygon_control_points``, with the walk along the contours done on
+        arrays: a contour pixel is kept when the dilated ``condition`` holds there
+        and no earlier contour pixel was the same pixel; the kept runs of each
+        contour are the boundary pieces, the last joined to the reversed first when
+        their ends touch, and each piece is simplified by Douglas–Peucker. Regions
+        that keep no boundary pixel are the independent ones.
+        """
+        if not region.any():
+            return 0
+        contours, hierarchy = cv2.findContours(region, cv2.RETR_TREE, cv2.CHAIN_APPROX_NONE)
+        near = cv2.dilate(condition.astype(np.uint8), self.morphology_kernel)
+        lengths = np.array([len(c) for c in contours])
+        points = np.concatenate(contours).reshape(-1, 2)  # (col, row) in the order the walk visits them
+        cols, rows = points[:, 0], points[:, 1]
+        linear = rows.astype(np.intp) * region.shape[1] + cols
+        kept = near[rows, cols] != 0  # a walked pixel next to the condition ...
+        repeated = np.flatnonzero(kept & (np.bincount(linear, minlength=region.size)[linear] > 1))
+        if repeated.size:  # ... on its first visit only
+            _, first = np.unique(linear[repeated], return_index=True)
+            kept[repeated] = False
+            kept[repeated[first]] = True
+        owner = np.repeat(np.arange(len(contours)), lengths)  # contour of each point
+        # a region is one outer border (even depth in the tree) and the holes directly inside it
+        parent = hierarchy[0, :, 3]
+        depth, ancestor = np.zeros(len(contours), int), parent.copy()
+        while (ancestor >= 0).any():
+            inside = ancestor >= 0
+            depth[inside] += 1
+            ancestor[inside] = parent[ancestor[inside]]
+        region_of = np.where(depth % 2 == 1, parent, np.arange(len(contours)))
+        outer = np.count_nonzero(depth % 2 == 0)
+        independent = outer - len(np.unique(region_of[owner[kept]]))
+        # the kept runs of each contour are its boundary pieces
+        opens = kept.copy()
+        opens[1:] &= ~kept[:-1] | (owner[1:] != owner[:-1])
+        closes = kept.copy()
+        closes[:-1] &= ~kept[1:] | (owner[1:] != owner[:-1])
+        run_start, run_stop = np.flatnonzero(opens), np.flatnonzero(closes) + 1
+        run_owner = owner[run_start]
+        control_points = 0
+        joined = np.zeros(len(run_start), bool)  # runs that became one piece with another
+        per_contour = np.bincount(run_owner, minlength=len(contours))
+        tails = (np.cumsum(per_contour) - 1)[per_contour > 1]  # last run of each contour with several
+        heads = tails - per_contour[per_contour > 1] + 1
+        gap = np.abs(points[run_start[heads]] - points[run_stop[tails] - 1]).max(axis=1)
+        for head, tail in zip(heads[gap == 1].tolist(), tails[gap == 1].tolist()):
+            # the walk's two ends touch (8-neighbours): the last run, then the first reversed, is one piece
+            piece = np.concatenate(
+                [points[run_start[tail] : run_stop[tail]], points[run_start[head] : run_stop[head]][::-1]]
+            )
+            control_points += len(cv2.approxPolyDP(piece, self.epsilon, False))
+            joined[head] = joined[tail] = True
+        alone = ~joined
+        lengths = run_stop[alone] - run_start[alone]
+        control_points += int(lengths[lengths <= 2].sum())  # Douglas–Peucker keeps both ends of an open curve
+        simplify, epsilon = cv2.approxPolyDP, self.epsilon
+        for start, stop in zip(run_start[alone][lengths > 2].tolist(), run_stop[alone][lengths > 2].tolist()):
+            control_points += len(simplify(points[start:stop], epsilon, False))
+        return control_points + int(independent)
 
     def get_results(self) -> Dict[str, float]:
         return {"hce": float(np.mean(np.array(self.hces, dtype=np.float64)))}

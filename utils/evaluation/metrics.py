@@ -20,6 +20,7 @@ import py_sod_metrics as sod
 
 from utils.common.logs import get_logger
 from utils.evaluation.hce import HumanCorrectionEffort
+from utils.evaluation.pairs import MaskQuantities, add_pair
 
 PathLike = Union[str, os.PathLike]
 log = get_logger(__name__)
@@ -54,14 +55,11 @@ def new_metrics(hce_rule: Optional[str] = "isnet", only: Optional[Sequence[str]]
     return {k: v for k, v in metrics.items() if only is None or k in only}
 
 
-def step_metrics(metrics: Dict[str, Any], pred: np.ndarray, gt: np.ndarray, skeleton: Optional[np.ndarray] = None) -> None:
-    """Add one (uint8 prediction, uint8 mask) pair of equal size; ``skeleton`` is the
-    mask's :func:`utils.evaluation.hce.gt_skeleton`, computed here when not given."""
-    for name, metric in metrics.items():
-        if name == "hce":
-            metric.step(pred, gt, skeleton=skeleton)
-        else:
-            metric.step(pred, gt)
+def step_metrics(metrics: Dict[str, Any], pred: np.ndarray, gt: np.ndarray, mask: Optional[MaskQuantities] = None) -> None:
+    """Add one (uint8 prediction, uint8 mask) pair of equal size; ``mask`` is the mask's
+    :class:`utils.evaluation.pairs.MaskQuantities` (shared by every method scored on
+    it), built here when not given. The values are pysodmetrics' to the last bit."""
+    add_pair(metrics, pred, gt, mask)
 
 
 def _lists(obj: Any) -> Dict[str, list]:

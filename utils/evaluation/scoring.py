@@ -1,7 +1,8 @@
 """Scoring methods' predictions against the ground-truth sets (what ``eval.py`` runs).
 
-Masks are the unit of work: each mask is read, and its skeleton (HCE's costly
-part) computed, once for all methods. Masks are spread over ``workers``
+Masks are the unit of work: each mask is read, and what it alone decides
+(:class:`utils.evaluation.pairs.MaskQuantities`: HCE's skeleton, the weighted
+Fβ's distance weights, Sα's quadrants) computed, once for all methods. Masks are spread over ``workers``
 processes in contiguous chunks; each chunk's metric objects are merged in order,
 so the numbers equal one sequential pass.
 """
@@ -19,10 +20,11 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from utils.common.heap import keep_freed_memory
 from utils.common.logs import get_logger
 from utils.data.images import ImageReadError, describe_mask_notes, read_gt_mask, read_mask
 from utils.data.sets import TE_SETS
-from utils.evaluation.hce import HCE_RULES, binarize_mask, gt_skeleton
+from utils.evaluation.hce import HCE_RULES
 from utils.evaluation.matching import EvaluationError, MaskItem, find_gt_sets, mask_items, match_set
 from utils.evaluation.metrics import (
     METRIC_KEYS,
@@ -34,6 +36,7 @@ from utils.evaluation.metrics import (
     step_metrics,
     summarize,
 )
+from utils.evaluation.pairs import MaskQuantities
 
 PathLike = Union[str, os.PathLike]
 log = get_logger(__name__)
@@ -94,7 +97,7 @@ def _evaluate_chunk(
             continue
         if note:
             out.mask_notes.setdefault(note, []).append(str(mask_path))
-        skeleton = gt_skeleton(binarize_mask(gt)) if hce_rule is not None else None
+        shared = MaskQuantities(gt)  # what the mask alone decides, computed once for all methods
         for method, pred_path in predictions.items():
             try:
                 pred, warning = load_prediction(pred_path, gt.shape)
@@ -108,7 +111,7 @@ def _evaluate_chunk(
                 out.pred_notes.setdefault(method, {}).setdefault(kind, []).append(str(pred_path))
             if gt.max() == 0 and pred.max() == 0:
                 out.both_empty[method] = out.both_empty.get(method, 0) + 1
-            step_metrics(metrics[method], pred, gt, skeleton)
+            step_metrics(metrics[method], pred, gt, shared)
     return metrics, out
 
 
@@ -149,7 +152,7 @@ def evaluate_masks(
         # contiguous chunks, a few per worker so the bar moves; merged in order afterwards
         bounds = np.linspace(0, len(items), min(len(items), workers * 4) + 1).astype(int)
         chunks = [list(items[a:b]) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-        with ProcessPoolExecutor(workers) as pool:
+        with ProcessPoolExecutor(workers, initializer=keep_freed_memory) as pool:
             futures = [pool.submit(_evaluate_chunk, chunk, methods, hce_rule) for chunk in chunks]
             chunks_out = [f.result() for f in tqdm(futures, desc=desc, unit="chunk", disable=not progress, leave=False)]
     outcome = _merge_outcomes([o for _, o in chunks_out])

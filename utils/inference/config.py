@@ -34,6 +34,8 @@ class PredictConfig:
     device: Optional[str] = None
     amp: str = "none"
     channels_last: bool = False
+    fold_bn: bool = False  # BatchNorm folded into the conv before it (lib.fold_batchnorm)
+    compile: bool = False  # torch.compile the model (the first batch compiles it)
     threads: Optional[int] = None  # torch.set_num_threads (and onnxruntime's); None: PyTorch's choice
 
     def __post_init__(self) -> None:

@@ -109,9 +109,10 @@ def load_predictor(config: PredictConfig) -> Tuple[nn.Module, torch.device]:
     if onnx is not None:
         from utils.inference.onnx_model import OnnxFSANet
 
-        if config.amp != "none" or config.channels_last:
+        if config.amp != "none" or config.channels_last or config.fold_bn or config.compile:
             raise ValueError(
-                "--amp and --channels_last apply to PyTorch; an ONNX file runs in the precision it was exported in"
+                "--amp, --channels_last, --fold_bn and --compile apply to PyTorch; an ONNX file runs as it was "
+                "exported (onnxruntime applies its own graph optimisations)"
             )
         model = OnnxFSANet(onnx, resolve_device(device).type if device else "cpu")
         model.check_input(config.testsize, config.batch_size)
@@ -121,8 +122,15 @@ def load_predictor(config: PredictConfig) -> Tuple[nn.Module, torch.device]:
     model, loaded = build_from_checkpoint(pth_path)
     log.info("%s", loaded)
     model.to(device).eval()
+    if config.fold_bn:
+        from lib.fold_batchnorm import fold_batchnorm
+
+        log.info("folded %d BatchNorms into their convolutions (--fold_bn)", fold_batchnorm(model))
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
+    if config.compile:
+        log.info("torch.compile: the first batch compiles the model (minutes on a CPU)")
+        model = torch.compile(model)
     return model, device
 
 
