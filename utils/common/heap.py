@@ -4,7 +4,8 @@ glibc serves every allocation above 32 MB with a fresh ``mmap`` and unmaps it on
 ``free``, so each of the dozens of full-size float64 temporaries a DIS-sized mask
 (~2500×3000, 60 MB) goes through is paged in and zeroed anew. Asking glibc to serve
 them from its heap and keep what is freed lets the next mask reuse the same pages:
-about 10 % faster per image (``bench/eval_dis.py``). The process keeps its peak
+the first method of a DIS-sized image 20–25 % faster, each further one 10–15 %
+(``bench/eval_dis.py`` with and without ``--default_malloc``). The process keeps its peak
 memory until it exits. Elsewhere than glibc this does nothing.
 """
 
