@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 
 from lib.configs import CONFIGS, get_config
 from utils.common.amp import AMP_CHOICES
-from utils.common.cli import EXIT_REFUSED, THREADS_HELP, HelpFormatter, positive_int
+from utils.common.cli import EXIT_REFUSED, THREADS_HELP, HelpFormatter, add_inference_speed_flags, positive_int
 from utils.common.logs import get_logger, setup_logging
 from utils.deploy.limits import KEEP_RESULTS_S, MAX_PIXELS
 from utils.inference.config import DEFAULT_TESTSIZE, PredictConfig
@@ -45,16 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--testsize", type=positive_int, default=DEFAULT_TESTSIZE, help="input side (test.py's; multiple of 32)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--amp", choices=sorted(AMP_CHOICES), default="none", help="mixed precision (PyTorch models)")
-    p.add_argument(
-        "--compile",
-        action="store_true",
-        help="torch.compile the model: the first batch compiles (minutes), later ones run faster; docs/performance.md",
-    )
-    p.add_argument(
-        "--fold_bn",
-        action="store_true",
-        help="fold BatchNorm into the convolutions (inference only; maps within 1 grey level; docs/performance.md)",
-    )
+    add_inference_speed_flags(p)
     p.add_argument("--threshold", type=int, default=128, help="initial mask threshold, 0–254")
     p.add_argument("--max_pixels", type=positive_int, default=MAX_PIXELS, help="larger uploads are refused")
     p.add_argument("--max_file_size", default="200mb", help="largest upload gradio accepts")

@@ -16,7 +16,15 @@ import sys
 from typing import Optional, Sequence
 
 from utils.common.amp import AMP_CHOICES
-from utils.common.cli import EXIT_INTERRUPTED, EXIT_REFUSED, THREADS_HELP, HelpFormatter, non_negative_int, positive_int
+from utils.common.cli import (
+    EXIT_INTERRUPTED,
+    EXIT_REFUSED,
+    THREADS_HELP,
+    HelpFormatter,
+    add_inference_speed_flags,
+    non_negative_int,
+    positive_int,
+)
 from utils.common.logs import get_logger, setup_logging
 from utils.data.sets import DIS_SETS
 from utils.inference.config import DEFAULT_TESTSIZE, PredictConfig
@@ -63,16 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="NHWC memory format (faster on CPU, maps within 1 grey level; docs/performance.md)",
     )
-    p.add_argument(
-        "--compile",
-        action="store_true",
-        help="torch.compile the model: the first batch compiles (minutes), later ones run faster; docs/performance.md",
-    )
-    p.add_argument(
-        "--fold_bn",
-        action="store_true",
-        help="fold BatchNorm into the convolutions (inference only; maps within 1 grey level; docs/performance.md)",
-    )
+    add_inference_speed_flags(p)
     p.add_argument("--threads", type=positive_int, default=None, help=THREADS_HELP)
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
     return p

@@ -53,6 +53,20 @@ THREADS_HELP = (
 )
 
 
+def add_inference_speed_flags(parser: argparse.ArgumentParser) -> None:
+    """test.py's and app.py's opt-in speed flags for PyTorch models (``PredictConfig.compile``/``fold_bn``)."""
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the model: the first batch compiles (minutes), later ones run faster; docs/performance.md",
+    )
+    parser.add_argument(
+        "--fold_bn",
+        action="store_true",
+        help="fold BatchNorm into the convolutions (inference only; maps within 1 grey level; docs/performance.md)",
+    )
+
+
 def set_threads(threads: "int | None") -> None:
     """``torch.set_num_threads`` (and OpenCV's) when ``threads`` is given; None leaves PyTorch's choice."""
     if threads is None:
