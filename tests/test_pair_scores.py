@@ -150,3 +150,13 @@ def test_hce_walk_on_arrays_equals_pysodmetrics_on_holes_islands_and_borders():
             reference = sod.HumanCorrectionEffortMeasure(relax=5, epsilon=2.0)
             reference.step(pred, gt)
             assert ours.hces == reference.hces, gt.shape
+
+
+def test_pieces_grouped_by_shape_are_the_rows_np_unique_finds():
+    from utils.evaluation.hce import _distinct_rows
+
+    rng = np.random.default_rng(8)
+    rows = rng.integers(-3, 4, (500, 6))[rng.integers(0, 40, 500)]  # 40 shapes, repeated
+    distinct, inverse = _distinct_rows(rows)
+    assert np.array_equal(distinct[inverse], rows)
+    assert len(distinct) == len(np.unique(rows, axis=0))

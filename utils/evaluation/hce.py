@@ -146,26 +146,63 @@ class HumanCorrectionEffort(sod.HumanCorrectionEffortMeasure):
         closes[:-1] &= ~kept[1:] | (owner[1:] != owner[:-1])
         run_start, run_stop = np.flatnonzero(opens), np.flatnonzero(closes) + 1
         run_owner = owner[run_start]
-        control_points = 0
         joined = np.zeros(len(run_start), bool)  # runs that became one piece with another
         per_contour = np.bincount(run_owner, minlength=len(contours))
         tails = (np.cumsum(per_contour) - 1)[per_contour > 1]  # last run of each contour with several
         heads = tails - per_contour[per_contour > 1] + 1
         gap = np.abs(points[run_start[heads]] - points[run_stop[tails] - 1]).max(axis=1)
-        for head, tail in zip(heads[gap == 1].tolist(), tails[gap == 1].tolist()):
-            # the walk's two ends touch (8-neighbours): the last run, then the first reversed, is one piece
-            piece = np.concatenate(
-                [points[run_start[tail] : run_stop[tail]], points[run_start[head] : run_stop[head]][::-1]]
-            )
-            control_points += len(cv2.approxPolyDP(piece, self.epsilon, False))
-            joined[head] = joined[tail] = True
-        alone = ~joined
-        lengths = run_stop[alone] - run_start[alone]
-        control_points += int(lengths[lengths <= 2].sum())  # Douglas–Peucker keeps both ends of an open curve
-        simplify, epsilon = cv2.approxPolyDP, self.epsilon
-        for start, stop in zip(run_start[alone][lengths > 2].tolist(), run_stop[alone][lengths > 2].tolist()):
-            control_points += len(simplify(points[start:stop], epsilon, False))
-        return control_points + int(independent)
+        heads, tails = heads[gap == 1], tails[gap == 1]  # the walk's two ends touch (8-neighbours) ...
+        joined[heads] = joined[tails] = True
+        alone = np.flatnonzero(~joined)
+        # ... so the last run, then the first reversed, is one piece; every other run is a piece alone
+        first = np.concatenate([run_start[alone], run_start[tails], run_stop[heads] - 1])
+        step = np.concatenate([np.ones(len(alone) + len(tails), np.intp), np.full(len(heads), -1, np.intp)])
+        length = np.concatenate(
+            [run_stop[alone] - run_start[alone], run_stop[tails] - run_start[tails], run_stop[heads] - run_start[heads]]
+        )
+        piece = np.concatenate([alone, tails, tails])  # a joined piece: its last run, then its first reversed
+        return self._control_points(points, first, step, length, piece) + int(independent)
+
+    def _control_points(self, points, first, step, length, piece) -> int:
+        """Douglas–Peucker vertices of every piece, a piece being one or two segments of ``points``
+        (``first`` index, ``step`` ±1, ``length``) that share a ``piece`` number, in order.
+
+        The count depends only on the piece's shape relative to its first point (OpenCV works on
+        coordinate differences), so the pieces of each length are grouped by shape and
+        ``cv2.approxPolyDP`` runs once per distinct shape; an open curve of ≤ 2 points keeps both.
+        """
+        if not len(first):
+            return 0
+        order = np.lexsort((np.arange(len(piece)), piece))  # segments of a piece next to each other, in order
+        first, step, length, piece = first[order], step[order], length[order], piece[order]
+        ends = np.cumsum(length)
+        index = np.repeat(first - step * (ends - length), length) + np.repeat(step, length) * np.arange(ends[-1])
+        coords = points[index]
+        starts_of_piece = np.flatnonzero(np.concatenate([[True], piece[1:] != piece[:-1]]))
+        piece_start = (ends - length)[starts_of_piece]
+        piece_length = np.add.reduceat(length, starts_of_piece)
+        total = int(piece_length[piece_length <= 2].sum())
+        for size in np.unique(piece_length[piece_length > 2]).tolist():
+            begins = piece_start[piece_length == size]
+            shapes = (coords[begins[:, None] + np.arange(size)] - coords[begins][:, None, :]).reshape(len(begins), -1)
+            distinct, inverse = _distinct_rows(shapes)
+            counts = np.array([len(cv2.approxPolyDP(d.reshape(size, 1, 2), self.epsilon, False)) for d in distinct])
+            total += int(counts[inverse].sum())
+        return total
 
     def get_results(self) -> Dict[str, float]:
         return {"hce": float(np.mean(np.array(self.hces, dtype=np.float64)))}
+
+
+def _distinct_rows(rows: np.ndarray) -> "tuple[np.ndarray, np.ndarray]":
+    """(distinct rows, index of each row's distinct row) of a 2-D integer array: rows hashed to
+    one integer and grouped by it, checked row by row (``np.unique(axis=0)`` on a collision)."""
+    weights = np.random.default_rng(0).integers(1, 2**62, rows.shape[1], dtype=np.int64)
+    keys = rows.astype(np.int64) @ weights  # wraps around: a hash
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    distinct = rows[first]
+    if np.array_equal(distinct[inverse], rows):
+        return distinct, inverse
+    distinct, inverse = np.unique(rows, axis=0, return_inverse=True)
+    return distinct, inverse.reshape(-1)
