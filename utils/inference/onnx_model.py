@@ -46,6 +46,9 @@ class OnnxFSANet(nn.Module):
         if kind in ("pytorch", "pytorch_legacy", "safetensors"):
             raise OnnxError(f"{path}: is {describe(kind)}, not an ONNX model; e.g. test.py --pth_path {path}")
         options = ort.SessionOptions()
+        # every graph optimisation (constant folding, conv+BN/activation fusion, layout changes):
+        # onnxruntime's default, set here so that it stays so; maps within one grey level of PyTorch's
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads if threads is not None else torch.get_num_threads()
         self.path = str(path)
         try:
