@@ -129,6 +129,19 @@ def test_one_mask_shared_by_several_methods_changes_nothing():
         _assert_bit_equal(with_shared, _reference(pred, gt), "pysodmetrics")
 
 
+def test_a_dis_like_mask_with_model_like_and_noisy_maps_scores_exactly(monkeypatch):
+    from bench.eval_dis import predictions
+
+    rng = np.random.default_rng([23, 5])
+    _, gt = make_sample(rng, 900, 700)  # lines, meshes, nested shapes, as the DIS-size bench
+    for share in (0.0, 1.0):
+        monkeypatch.setattr(pairs, "SPARSE_SHARE", share)
+        for pred in predictions(gt, rng).values():
+            ours = new_metrics("isnet")
+            add_pair(ours, pred, gt)
+            _assert_bit_equal(ours, _reference(pred, gt), share)
+
+
 def test_the_filter_at_chosen_pixels_is_scipys_convolution_there():
     rng = np.random.default_rng(3)
     kernel = sod.WeightedFmeasure().matlab_style_gauss2D((7, 7), sigma=5)

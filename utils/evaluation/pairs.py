@@ -64,8 +64,9 @@ class MaskQuantities:
         nearest = distance_transform_edt(self.gt == 0, return_distances=False, return_indices=True)
         h, w = self.gt.shape
         # scipy's distances are sqrt(dy² + dx²) of these indices; integer squares give the same doubles
-        dy = nearest[0] - np.arange(h, dtype=nearest.dtype)[:, None]
-        dx = nearest[1] - np.arange(w, dtype=nearest.dtype)[None, :]
+        wide = np.int64 if h * h + w * w >= 2**31 else nearest.dtype  # squared distances must not overflow
+        dy = nearest[0].astype(wide, copy=False) - np.arange(h, dtype=wide)[:, None]
+        dx = nearest[1].astype(wide, copy=False) - np.arange(w, dtype=wide)[None, :]
         squared = (dy * dy + dx * dx)[self.background]
         weights = 2 - np.exp(np.log(0.5) / 5 * np.sqrt(squared.astype(np.float64)))
         side = 2 * WFM_REACH + 1
