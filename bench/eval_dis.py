@@ -27,7 +27,9 @@ if __package__ in (None, ""):  # run as a file: re-run as python -m bench.eval_d
 import argparse
 import json
 import platform
+import shutil
 import statistics
+import tempfile
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -39,6 +41,7 @@ from utils.common.heap import keep_freed_memory
 from utils.data.synthetic import make_sample
 from utils.evaluation.metrics import new_metrics, summarize
 from utils.evaluation.pairs import MaskQuantities, add_pair
+from utils.evaluation.scoring import evaluate
 
 KEYS = ("fm", "em", "sm", "mae", "wfm", "hce")
 TARGET_FIRST, TARGET_FURTHER = 1.5, 1.0
@@ -105,13 +108,25 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         keep_freed_memory()  # as eval.py does
     rows: Dict[str, Dict[str, List[float]]] = {}
     fg: List[float] = []
+    files = Path(tempfile.mkdtemp(prefix="fsanet-eval-dis-"))
     for i in range(args.count):
         rng = np.random.default_rng([23, i])
         _, mask = make_sample(rng, args.width, args.height)
         fg.append(float((mask > 128).mean()))
+        (files / "gt" / "DIS-TE1" / "GT").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(files / "gt" / "DIS-TE1" / "GT" / f"m{i}.png"), mask)
         for kind, pred in predictions(mask, rng).items():
+            (files / kind / "DIS-TE1").mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(files / kind / "DIS-TE1" / f"m{i}.png"), pred)
             for name, seconds in time_pair(pred, mask).items():
                 rows.setdefault(kind, {}).setdefault(name, []).append(seconds)
+    # eval.py's whole path on the PNG files (decoding included), one worker: one method, then both
+    end_to_end = {}
+    for label, methods in (("model-like", ["model-like"]), ("both", ["model-like", "noisy"])):
+        start = time.perf_counter()
+        evaluate({m: files / m for m in methods}, files / "gt", workers=1, progress=False)
+        end_to_end[label] = (time.perf_counter() - start) / args.count
+    shutil.rmtree(files, ignore_errors=True)
     threads = os.environ.get("OMP_NUM_THREADS", "default")
     print(
         f"eval at DIS size: {args.count} masks of {args.width}×{args.height} (object {min(fg):.1%}–{max(fg):.1%} "
@@ -123,6 +138,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     print(f"{'':22s}" + "".join(f"{kind:>12s}" for kind in medians))
     for name in next(iter(medians.values())):
         print(f"{name:22s}" + "".join(f"{medians[kind][name]:12.3f}" for kind in medians))
+    print(
+        f"eval.py's scoring on the PNG files, one worker: {end_to_end['model-like']:.2f} s per image for one "
+        f"method, {end_to_end['both']:.2f} s for two (decoding, resizing checks and all metrics included)"
+    )
     for kind, m in medians.items():
         pysod = sum(m[f"pysod {k}"] for k in KEYS)
         print(
@@ -134,7 +153,17 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     env = {"machine": platform.machine(), "cpus": os.cpu_count(), "omp_threads": threads, "load": os.getloadavg()[0]}
     out.write_text(
-        json.dumps({"config": vars(args), "env": env, "object_share": fg, "median_s": medians, "per_mask_s": rows}, indent=2)
+        json.dumps(
+            {
+                "config": vars(args),
+                "env": env,
+                "object_share": fg,
+                "median_s": medians,
+                "per_mask_s": rows,
+                "end_to_end_s_per_image": end_to_end,
+            },
+            indent=2,
+        )
         + "\n"
     )
 
