@@ -12,6 +12,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -575,3 +576,29 @@ def test_app_refuses_a_busy_port_before_loading_the_model(tmp_path, monkeypatch,
     with caplog.at_level(logging.ERROR):
         assert app_cli.main(["--max_file_size", "lots"]) == 2
     assert "--max_file_size 'lots'" in caplog.text
+
+
+def test_a_stop_while_a_loader_starts_its_workers_waits_until_it_is_built(tmp_path):
+    """A real SIGINT inside ``iter(loader)`` (DataLoader workers starting) is raised only once
+    the iterator is whole, so its clean-up runs instead of printing an AttributeError traceback."""
+    script = tmp_path / "stop_in_iter.py"
+    script.write_text(
+        "import os, signal, time\n"
+        "from utils.common.signals import Stopped, start_iterating, stop_handlers\n"
+        "class Starting:\n"
+        "    built = False\n"
+        "    def __iter__(self):\n"
+        "        os.kill(os.getpid(), signal.SIGINT)  # the signal lands while the iterator is being built\n"
+        "        time.sleep(0.2)\n"
+        "        Starting.built = True\n"
+        "        return iter([1])\n"
+        "with stop_handlers():\n"
+        "    try:\n"
+        "        start_iterating(Starting())\n"
+        "        print('not stopped')\n"
+        "    except Stopped:\n"
+        "        print('stopped after it was built' if Starting.built else 'stopped half-built')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
+    assert out.stdout.strip() == "stopped after it was built", out.stdout + out.stderr

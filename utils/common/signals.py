@@ -17,7 +17,7 @@ from __future__ import annotations
 import signal
 import threading
 from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Iterable, Iterator, Optional
 
 _pending: Optional[int] = None
 _depth = 0
@@ -89,4 +89,20 @@ def critical() -> Iterator[None]:
     check_stop()
 
 
-__all__ = ["Stopped", "check_stop", "critical", "install_stop_handlers", "stop_handlers", "stop_pending"]
+def start_iterating(iterable: Iterable) -> Iterator:
+    """``iter(iterable)`` with stops deferred until it is built: a DataLoader with workers
+    that is stopped while it starts them is left half-built, and its clean-up then prints a
+    traceback ("'_MultiProcessingDataLoaderIter' object has no attribute '_shutdown'")."""
+    with critical():
+        return iter(iterable)
+
+
+__all__ = [
+    "Stopped",
+    "check_stop",
+    "critical",
+    "install_stop_handlers",
+    "start_iterating",
+    "stop_handlers",
+    "stop_pending",
+]

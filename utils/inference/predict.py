@@ -29,6 +29,7 @@ from utils.common.devices import resolve_device
 from utils.common.fileio import atomic_write_bytes, check_writable
 from utils.common.logs import get_logger
 from utils.common.ownership import claim_folder
+from utils.common.signals import start_iterating
 from utils.data.folders import DatasetError, list_images
 from utils.data.images import IMAGE_EXTENSIONS, read_rgb
 from utils.inference.config import DEFAULT_TESTSIZE, PredictConfig
@@ -158,7 +159,10 @@ def predict_jobs(
         num_workers=config.workers,
         pin_memory=device.type == "cuda",
     )
-    for images, indices, heights, widths, errors in tqdm(loader, desc=desc, unit="batch", disable=not progress):
+    batches = start_iterating(loader)  # a stop while the workers start is raised once they are up
+    for images, indices, heights, widths, errors in tqdm(
+        batches, total=len(loader), desc=desc, unit="batch", disable=not progress
+    ):
         keep = [i for i, error in enumerate(errors) if not error]
         for i, error in enumerate(errors):
             if error:

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from utils.common.amp import autocast
 from utils.common.distributed import DistInfo, all_reduce_sum
 from utils.common.logs import get_logger
-from utils.common.signals import check_stop
+from utils.common.signals import check_stop, start_iterating
 from utils.training.adaxw import AdaXW
 from utils.training.losses import DEEP_SUPERVISION_WEIGHTS, deep_supervision_loss
 
@@ -191,7 +191,8 @@ def train_one_epoch(
     # total, P1..P4, samples; on the training device, where NCCL's all_reduce needs it (MPS has no float64)
     sums = torch.zeros(6, dtype=torch.float32 if cfg.device.type == "mps" else torch.float64, device=cfg.device)
     seen, start = 0, time.perf_counter()
-    bar = tqdm(loader, desc=desc, unit="batch", disable=not progress, dynamic_ncols=True, leave=False)
+    batches = start_iterating(loader)  # a stop while the workers start is raised once they are up
+    bar = tqdm(batches, total=len(loader), desc=desc, unit="batch", disable=not progress, dynamic_ncols=True, leave=False)
     for images, masks in bar:
         images = images.to(cfg.device, non_blocking=True)
         masks = masks.to(cfg.device, non_blocking=True)
