@@ -12,12 +12,11 @@ HCE follows IS-Net's benchmark script by default (map > 128, mask > 128).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from concurrent.futures.process import BrokenProcessPool
 from typing import Dict, Optional, Sequence
 
-from utils.common.cli import EXIT_INTERRUPTED, EXIT_REFUSED, HelpFormatter, positive_int
+from utils.common.cli import EXIT_INTERRUPTED, EXIT_REFUSED, HelpFormatter, positive_int, usable_cores
 from utils.common.logs import get_logger, setup_logging
 from utils.evaluation.conventions import HCE_RULES
 from utils.evaluation.matching import EvaluationError
@@ -54,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--workers",
         type=positive_int,
-        default=min(len(os.sched_getaffinity(0)), 8) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1),
+        default=usable_cores(),
         help="processes to spread the masks over (default: the cores this process may use, at most 8); "
         "the numbers equal a single process's",
     )

@@ -37,6 +37,7 @@ from typing import Dict, List, Optional, Sequence
 import cv2
 import numpy as np
 
+from utils.common.cli import usable_cores
 from utils.common.heap import keep_freed_memory
 from utils.data.synthetic import make_sample
 from utils.evaluation.metrics import new_metrics, summarize
@@ -122,7 +123,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                 rows.setdefault(kind, {}).setdefault(name, []).append(seconds)
     # eval.py's whole path on the PNG files (decoding included), one worker: one method, then both
     end_to_end = {}
-    cores = min(len(os.sched_getaffinity(0)), 8) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()  # eval.py's default --workers
     for label, methods, workers in (
         ("model-like", ["model-like"], 1),
         ("both", ["model-like", "noisy"], 1),

@@ -1,4 +1,4 @@
-"""BatchNorm folded into the convolution before it, for inference (``test.py``, ``app.py``, export).
+"""BatchNorm folded into the convolution before it, for inference (``test.py`` and ``app.py`` ``--fold_bn``).
 
 In eval mode a BatchNorm2d is a per-channel affine map, so ``bn(conv(x))`` equals
 one convolution with scaled weights and a shifted bias (``torch.nn.utils.fusion``).

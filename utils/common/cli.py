@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from typing import Callable
 
 #: exit codes: refused input, interrupted (as shells report SIGINT).
@@ -51,6 +52,12 @@ THREADS_HELP = (
     "CPU threads for PyTorch (default: what PyTorch picks, one per core). Use 1 on a machine other "
     "jobs share: busy cores make PyTorch's threads wait on each other (4-13x slower measured)"
 )
+
+
+def usable_cores(limit: int = 8) -> int:
+    """The cores this process may run on (its CPU affinity, as under SLURM or taskset), at most ``limit``."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, limit))
 
 
 def add_inference_speed_flags(parser: argparse.ArgumentParser) -> None:

@@ -192,7 +192,7 @@ def _weighted_f(metric: Any, error: np.ndarray, mask: MaskQuantities) -> Any:
     """
     weights, band, source = mask.wfm
     kernel = metric.matlab_style_gauss2D((7, 7), sigma=5)
-    h, w = error.shape
+    w = error.shape[1]
     reach = kernel.shape[0] // 2
     on = error.reshape(-1)[mask.object_pixels]  # the error on the object, in raster order
     wrong = np.flatnonzero(on > 0)
