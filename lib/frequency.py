@@ -53,7 +53,9 @@ class HighPassFilter(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
-        spectrum = torch.fft.fft2(x.float())
+        # at least float32 (half-precision FFTs are limited to powers of two), never a downcast:
+        # a float64 model keeps its float64 spectrum (the float64 trajectory test runs that way)
+        spectrum = torch.fft.fft2(x.to(torch.promote_types(x.dtype, torch.float32)))
         image = torch.fft.ifft2(spectrum * self.pass_mask(height, width, x.device)).abs()
         return image.mean(dim=1, keepdim=True).to(x.dtype)
 

@@ -1,26 +1,32 @@
 """Our FSANet against the authors' model on deterministic weights (tests/fixtures).
 
-With the recipe weights, activations reach the thousands and most of SFF's
-selection weights sit in a saturated sigmoid. The few pixels whose gate argument
-is near zero flip on float rounding alone: the same implementation run with 1 or
-2 CPU threads differs there by 1.6 std of P1 (measured). Those pixels cannot be matched
-by any implementation that does not repeat every floating-point operation in the
-authors' order on the authors' machine. So:
+**float64, the test of the forward pass.** ``fsanet_reference_outputs_fp64.npz`` holds the
+authors' model run in float64 on the recipe weights. Ours, converted with ``.double()``,
+must give every output (P1..P4, the frequency map) within 1e-9 of the largest |logit|,
+at 1 and 2 threads. The authors' float64 1-vs-2-thread spread is ~1e-11 there (measured on
+this project: ≤ 5.2e-12 for P1), so the bound covers any CPU kind with two orders of margin,
+and a structural mistake (a wrong interpolation flag, a missing branch) moves P1 by 1e-2 or
+more.
 
-- P4 and the frequency map (which do not pass through SFF) must match everywhere:
-  max|ours − authors| / std(authors) < 1e-4, the criterion of the issue;
-- P1–P3 must match on the typical pixel: the median ratio < 1e-4 and at least
-  half of all pixels below 1e-4. One wrong interpolation flag puts the median at
-  0.1–0.6, so this still fails on every structural mistake we could make.
-
-``test_sff_gate_is_chaotic_on_recipe_weights`` proves the premise.
+**float32, only what holds on any CPU.** With the recipe weights, activations reach the
+thousands and most of SFF's selection weights sit in a saturated sigmoid: the few pixels
+whose gate argument is near zero flip on float rounding alone (1e-6 of input change moves
+P1 by > 1% of its std: ``test_sff_gate_is_chaotic_on_recipe_weights``). A float32 P1..P3
+comparison therefore measures one CPU kind's rounding (on an AMD Zen 4 the square input's
+median P1 ratio was 9.0e-5 against the former bound of 1e-4), so float32 checks only the
+outputs before SFF (P4 and the frequency map), at 1e-3 of the output's std: 30× the
+largest float32 difference measured (3.4e-5, Zen 4) and still 100× below a structural
+mistake.
 """
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
+from conftest import FIXTURES
 
 OUTPUT_NAMES = ("P1", "P2", "P3", "P4", "frequency")
 
@@ -36,20 +42,47 @@ def _ratios(model, reference_outputs, name):
     return ratios
 
 
+#: every float64 output within this share of the largest |reference logit| (the authors'
+#: float64 thread-to-thread spread: ~1e-11)
+FLOAT64_BOUND = 1e-9
+#: float32, P4 and the frequency map only: a bound on |ours − authors| / std(authors) that
+#: covers a change of CPU kind (largest measured: 3.4e-5)
+FLOAT32_BOUND = 1e-3
+
+
+@pytest.fixture(scope="module")
+def reference_outputs_fp64():
+    with np.load(FIXTURES / "fsanet_reference_outputs_fp64.npz") as data:
+        return {k: data[k] for k in data.files}
+
+
+@pytest.fixture(scope="module")
+def faithful_model_fp64(faithful_model):
+    return copy.deepcopy(faithful_model).double()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("name", ["square", "wide"])
-def test_unsaturated_outputs_match_authors_everywhere(faithful_model, reference_outputs, name):
+def test_float64_outputs_match_authors_everywhere(faithful_model_fp64, reference_outputs_fp64, name, threads):
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            outputs = faithful_model_fp64(torch.from_numpy(reference_outputs_fp64[f"{name}_input"]).double())
+    finally:
+        torch.set_num_threads(before)
+    for out, key in zip(outputs, OUTPUT_NAMES):
+        ref = reference_outputs_fp64[f"{name}_{key}"]
+        assert out.dtype == torch.float64 and out.shape == ref.shape, key
+        error = np.abs(out.numpy() - ref).max() / np.abs(ref).max()
+        assert error < FLOAT64_BOUND, f"{name} {key}: {error:.2e} of the largest logit"
+
+
+@pytest.mark.parametrize("name", ["square", "wide"])
+def test_float32_outputs_before_sff_match_authors(faithful_model, reference_outputs, name):
     ratios = _ratios(faithful_model, reference_outputs, name)
     for key in ("P4", "frequency"):
-        assert ratios[key].max() < 1e-4, f"{name} {key}: max ratio {ratios[key].max():.2e}"
-
-
-@pytest.mark.parametrize("name", ["square", "wide"])
-def test_decoder_outputs_match_authors_on_typical_pixels(faithful_model, reference_outputs, name):
-    ratios = _ratios(faithful_model, reference_outputs, name)
-    for key in ("P1", "P2", "P3"):
-        median, share = np.median(ratios[key]), (ratios[key] < 1e-4).mean()
-        assert median < 1e-4, f"{name} {key}: median ratio {median:.2e}"
-        assert share > 0.5, f"{name} {key}: only {share:.0%} of pixels within 1e-4"
+        assert ratios[key].max() < FLOAT32_BOUND, f"{name} {key}: max ratio {ratios[key].max():.2e}"
 
 
 def test_sff_gate_is_chaotic_on_recipe_weights(faithful_model, reference_outputs):

@@ -253,3 +253,24 @@ def test_postprocess_is_the_authors_formula():
     expected = ((prob - prob.min()) / (prob.max() - prob.min() + 1e-8) * 255).round().byte()[0, 0].numpy()
     assert out.dtype.name == "uint8" and out.shape == (3, 5)
     assert (out == expected).all() and out.min() == 0 and out.max() == 255
+
+
+def test_precision_is_raised_never_lowered():
+    """The loss and the high-pass FFT compute in at least float32: bf16 logits are raised to
+    float32 (as before), float64 stays float64 (the float64 trajectory test depends on it)."""
+    from lib.frequency import HighPassFilter
+    from utils.training.losses import deep_supervision_loss
+
+    torch.manual_seed(0)
+    logits, mask = torch.randn(2, 1, 32, 32), (torch.rand(2, 1, 32, 32) > 0.5).float()
+    for dtype, expected in ((torch.bfloat16, torch.float32), (torch.float32, torch.float32), (torch.float64, torch.float64)):
+        total, losses = deep_supervision_loss([logits.to(dtype)] * 4, mask.to(dtype))
+        assert total.dtype == expected and all(loss.dtype == expected for loss in losses), dtype
+    exact = deep_supervision_loss([logits.double()] * 4, mask.double())[0]
+    single = deep_supervision_loss([logits] * 4, mask)[0]
+    assert 0 < abs(exact.item() - single.item()) < 1e-5  # float64 is not float32 rounded again
+    image = torch.randn(1, 3, 32, 48, dtype=torch.float64)
+    high = HighPassFilter(radius=4.0).double()
+    assert high(image).dtype == torch.float64
+    assert torch.allclose(high(image).float(), high.float()(image.float()), atol=1e-5)
+    assert not torch.equal(high(image), high(image.float()).double())  # computed in float64, not in float32

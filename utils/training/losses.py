@@ -59,8 +59,10 @@ def deep_supervision_loss(
 ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
     """``(Σ weight_i·L(P_i), [L(P1), …])``; the frequency map is not supervised.
 
-    Losses are computed in float32 whatever the autocast dtype of the logits.
+    Losses are computed in at least float32 whatever the autocast dtype of the logits
+    (float16/bfloat16 are raised to float32; float64 stays float64, never a downcast).
     """
-    losses = [structure_loss(p.float(), mask.float(), bce) for p in predictions[: len(weights)]]
+    mask = mask.to(torch.promote_types(mask.dtype, torch.float32))
+    losses = [structure_loss(p.to(torch.promote_types(p.dtype, mask.dtype)), mask, bce) for p in predictions[: len(weights)]]
     total = sum(w * loss for w, loss in zip(weights, losses))
     return total, losses
