@@ -21,8 +21,16 @@ from typing import Optional, Sequence
 
 from lib.configs import CONFIGS, get_config
 from utils.common.amp import AMP_CHOICES
-from utils.common.cli import EXIT_REFUSED, THREADS_HELP, HelpFormatter, add_inference_speed_flags, positive_int
+from utils.common.cli import (
+    EXIT_INTERRUPTED,
+    EXIT_REFUSED,
+    THREADS_HELP,
+    HelpFormatter,
+    add_inference_speed_flags,
+    positive_int,
+)
 from utils.common.logs import get_logger, setup_logging
+from utils.common.signals import stop_handlers, stop_pending
 from utils.deploy.limits import KEEP_RESULTS_S, MAX_PIXELS
 from utils.inference.config import DEFAULT_TESTSIZE, PredictConfig
 
@@ -106,16 +114,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         log.error("%s", error)
         return EXIT_REFUSED
     root = Path(tempfile.mkdtemp(prefix="fsanet-app-"))
+    stopped: Optional[str] = None
     try:
-        demo = build_app(segmenter, root, threshold=args.threshold, keep_s=args.keep_results)
-        log.info("serving on http://%s:%d (Ctrl-C stops); result files in %s", args.host, args.port, root)
-        demo.launch(
-            server_name=args.host, server_port=args.port, max_file_size=args.max_file_size, show_error=False, css=PAGE_CSS
-        )
-    except KeyboardInterrupt:
-        log.info("stopped")
+        with stop_handlers():  # SIGTERM (systemd, docker stop, Kubernetes) is Ctrl-C
+            demo = build_app(segmenter, root, threshold=args.threshold, keep_s=args.keep_results)
+            log.info("serving on http://%s:%d (Ctrl-C stops); result files in %s", args.host, args.port, root)
+            demo.launch(
+                server_name=args.host,
+                server_port=args.port,
+                max_file_size=args.max_file_size,
+                show_error=False,
+                css=PAGE_CSS,
+            )
+            stopped = stop_pending()  # gradio's own wait loop ends quietly on the stop and returns
+    except KeyboardInterrupt as error:
+        stopped = getattr(error, "signal_name", "SIGINT")
     finally:
         shutil.rmtree(root, ignore_errors=True)  # every upload's result files
+    if stopped:
+        log.info("stopped by %s; the result files in %s are removed", stopped, root)
+        return EXIT_INTERRUPTED
     return 0
 
 

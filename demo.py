@@ -24,12 +24,27 @@ log = get_logger("demo")
 
 #: the files the demo writes in its figure folder (Figures/ holds the committed ones).
 DEMO_FIGURES = ("architecture.png", "demo_grid.png", "demo_pr_DIS-TE1.png", "demo_fm_DIS-TE1.png")
+#: what the demo writes in its --out folder: generated data, train.py's run folders, maps and tables, figures
+DEMO_FOLDERS = ("data", "checkpoints", "logs", "results", "figures")
 
 
 def run_demo(out: Path, quick: bool = False, figures: Optional[Path] = None, threads: Optional[int] = 1) -> dict:
-    """Run every stage under ``out``; returns the evaluation results."""
-    from utils.common.fileio import atomic_copy
+    """Run every stage under ``out``; returns the evaluation results. ``out`` records what the
+    demo writes there (its manifest), so a second run replaces the first."""
     from utils.common.ownership import claim_folder
+
+    # a folder holding anything else (a project, a dataset) is refused; the demo's own earlier run is replaced
+    with claim_folder(out, "demo.py", "--out") as owned:
+        owned.record(DEMO_FOLDERS)
+        figures = figures or out / "figures"
+        with claim_folder(figures, "demo.py", "--figures") as figure_folder:
+            figure_folder.record(DEMO_FIGURES)
+            return _run_stages(out, quick, figures, threads)
+
+
+def _run_stages(out: Path, quick: bool, figures: Path, threads: Optional[int]) -> dict:
+    """The five stages of :func:`run_demo`, in folders it has claimed."""
+    from utils.common.fileio import atomic_copy
     from utils.data.sets import DIS_SETS
     from utils.data.synthetic import write_dataset
     from utils.evaluation.figures import draw_architecture, qualitative_grid
@@ -41,10 +56,6 @@ def run_demo(out: Path, quick: bool = False, figures: Optional[Path] = None, thr
 
     # the poly schedule runs the last epoch at lr 0, so even the quick demo trains 2 epochs
     n_train, n_test, size, trainsize, epochs = (8, 2, 128, 64, 2) if quick else (24, 4, 192, 128, 3)
-    claim_folder(out, "demo.py", "--out")  # a folder holding anything else (a project, a dataset) is refused
-    figures = figures or out / "figures"
-    figure_folder = claim_folder(figures, "demo.py", "--figures")
-    figure_folder.record(DEMO_FIGURES)
     data = out / "data"
     log.info("1/5 generating %d training pairs and %d per test set (%d px)", n_train, n_test, size)
     write_dataset(data / "TrainDataset", n_train, size, "authors", seed=0)

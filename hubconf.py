@@ -11,12 +11,19 @@ dependencies = ["torch", "timm", "huggingface_hub"]
 
 def _build(config_name: str, weights=None, **overrides):
     from lib.checkpoint import build_from_checkpoint
-    from lib.configs import get_config
+    from lib.configs import config_name_of, get_config, same_architecture
     from lib.FSANet import build_fsanet
 
     if weights is None:
         return build_fsanet({**get_config(config_name), **overrides}).eval()
     model, _ = build_from_checkpoint(weights, **overrides)
+    if not same_architecture(model.config, {**get_config(config_name), **overrides}):
+        other = config_name_of(model.config)
+        load = f"torch.hub.load(..., {other!r}, weights=...)" if other else "lib.checkpoint.build_from_checkpoint(weights)"
+        raise ValueError(
+            f"weights {weights}: a model of {'the ' + repr(other) + ' configuration' if other else 'another architecture'}, "
+            f"not {config_name!r} (hubconf.{config_name}); load them with {load}"
+        )
     return model
 
 

@@ -97,7 +97,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from lib.keymap import CheckpointError
     from utils.common.extras import MissingExtraError
     from utils.common.fileio import OutputError
-    from utils.common.signals import stop_handlers
+    from utils.common.signals import stop_behind, stop_handlers
     from utils.data.dataset import loader_failure
     from utils.data.folders import DatasetError
     from utils.inference.onnx_model import OnnxError
@@ -109,6 +109,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         log.error("interrupted; the maps written so far are complete (each is written whole or not at all)")
         return EXIT_INTERRUPTED
     except Exception as error:  # noqa: BLE001  known failures end in one line; others keep their traceback
+        if stop_behind(error) is not None:  # the process group signalled: a worker died of the stop signal first
+            log.error("interrupted; the maps written so far are complete (each is written whole or not at all)")
+            return EXIT_INTERRUPTED
         from_worker = loader_failure(error)
         if from_worker is not None:  # a decoding worker killed, an image deleted mid-run
             log.error("%s; the maps written so far are complete", from_worker)

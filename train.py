@@ -235,6 +235,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def _train(config: TrainConfig, run_dir: Path, log) -> int:
     from lib.keymap import CheckpointError
     from utils.common.fileio import OutputError
+    from utils.common.signals import stop_behind
     from utils.data.dataset import loader_failure
     from utils.data.folders import DatasetError
     from utils.training.records import last_saved, stop_message
@@ -254,6 +255,10 @@ def _train(config: TrainConfig, run_dir: Path, log) -> int:
         log.error("%s. %s", error, f"The last good checkpoint: {saved}" if saved else "No checkpoint was saved.")
         return EXIT_REFUSED
     except Exception as error:  # noqa: BLE001  every known failure ends in one line; others keep their traceback
+        stop = stop_behind(error)  # the process group signalled: a worker died of the stop signal first
+        if stop is not None:
+            log.error("%s", stop_message(stop, run_dir))
+            return EXIT_INTERRUPTED
         from_worker = loader_failure(error)
         if from_worker is not None:  # a file deleted mid-run, a worker killed by the OOM killer
             saved = last_saved(run_dir)

@@ -203,9 +203,11 @@ def load_fsanet_checkpoint(model: nn.Module, obj: Any, path: PathLike = "<checkp
         and model_config
         and any(config.get(k) != model_config.get(k) for k in config if k not in NON_ARCHITECTURE_KEYS)
     ):
+        from lib.configs import flags_for
+
         raise CheckpointError(
-            f"{path}: checkpoint built with {config}, model built with {model_config}; "
-            "build the model from the checkpoint's config (lib.checkpoint.build_from_checkpoint)"
+            f"{path}: checkpoint built with {config}, model built with {model_config}; on the command line "
+            f"add {flags_for(config)}, in Python build the model from the file (lib.checkpoint.build_from_checkpoint)"
         )
     if layout == "fsanet_state_dict" and config is None:
         try:

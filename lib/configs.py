@@ -61,6 +61,38 @@ def get_config(name: str) -> Dict[str, Any]:
     return dict(CONFIGS[name])
 
 
+#: the keys that decide the tensors' shapes (the flags of the same names choose them)
+SHAPE_KEYS: Tuple[str, ...] = ("backbone", "freq_backbone", "channels", "decoder_channels")
+
+
+def _shape_of(config: Dict[str, Any]) -> Tuple[Any, ...]:
+    return tuple(tuple(config[k]) if isinstance(config.get(k), (list, tuple)) else config.get(k) for k in SHAPE_KEYS)
+
+
+def config_name_of(config: Dict[str, Any]) -> Any:
+    """The name of the named configuration whose architecture ``config`` has, or None."""
+    return next((name for name, named in CONFIGS.items() if _shape_of(named) == _shape_of(config)), None)
+
+
+def flags_for(config: Dict[str, Any]) -> str:
+    """The command-line flags that build ``config``'s architecture: ``--config NAME`` for a
+    named configuration, else ``--backbone … --freq_backbone … --channels … --decoder_channels …``."""
+    name = config_name_of(config)
+    if name is not None:
+        return f"--config {name}"
+    parts = []
+    for key in SHAPE_KEYS:
+        value = config.get(key)
+        shown = " ".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+        parts.append(f"--{key} {shown}")
+    return " ".join(parts)
+
+
+def same_architecture(a: Dict[str, Any], b: Dict[str, Any]) -> bool:
+    """Whether two configurations build tensors of the same names and shapes."""
+    return _shape_of(a) == _shape_of(b)
+
+
 #: the widest encoder stage and decoder any released PVT-v2 / Res2Net configuration uses, with room to spare.
 MAX_CHANNELS = 2048
 

@@ -26,7 +26,7 @@ from lib.weight_files import file_kind, safetensors_header
 from utils.common.cli import EXIT_REFUSED, HelpFormatter
 from utils.common.fileio import OutputError, check_writable
 from utils.common.logs import get_logger, setup_logging
-from utils.common.ownership import check_replaceable
+from utils.common.ownership import check_replaceable, hold_file_lock
 
 log = get_logger(__name__)
 
@@ -44,12 +44,13 @@ def convert_to_safetensors(source: Path, target: Path) -> LoadReport:
     ``target`` and read them back to check every tensor is bit-identical."""
     if Path(target).suffix.lower() != SUFFIX:
         raise OutputError(f"{target}: the output name must end in {SUFFIX}")
-    check_replaceable(target, "OUT", is_fsanet_safetensors, "an FSANet safetensors file", inputs=[source])
-    check_writable(Path(target).parent, "OUT")
-    model, report = build_from_checkpoint(source)
-    state_dict = model.state_dict()
-    save_safetensors(target, state_dict, model.config, report.epoch, source=Path(source).name)
-    written = read_safetensors(target)["model"]
+    with hold_file_lock(target, "OUT", "lib.convert"):  # one writer of the file
+        check_replaceable(target, "OUT", is_fsanet_safetensors, "an FSANet safetensors file", inputs=[source])
+        check_writable(Path(target).parent, "OUT")
+        model, report = build_from_checkpoint(source)
+        state_dict = model.state_dict()
+        save_safetensors(target, state_dict, model.config, report.epoch, source=Path(source).name)
+        written = read_safetensors(target)["model"]
     differ = [k for k, v in state_dict.items() if not torch.equal(written[k], v)]
     if differ or set(written) != set(state_dict):
         raise OSError(f"{target}: read back differs from {source} ({differ[:4]}); the disk may be faulty")
@@ -73,10 +74,11 @@ def convert_to_folder(source: Path, folder: Path, results: Optional[Path] = None
         raise OutputError(f"{folder}: holds other files ({', '.join(foreign[:5])}); give a new or empty folder")
     table = read_results(results)
     check_writable(folder.parent if not folder.exists() else folder, "OUT")
-    model, report = build_from_checkpoint(source)
-    for name in (CONFIG_NAME, CARD_NAME):  # written anew
-        (folder / name).unlink(missing_ok=True)
-    model.save_pretrained(folder, model_card_kwargs={"results": table})
+    with hold_file_lock(folder, "OUT", "lib.convert"):  # one writer of the folder
+        model, report = build_from_checkpoint(source)
+        for name in (CONFIG_NAME, CARD_NAME):  # written anew
+            (folder / name).unlink(missing_ok=True)
+        model.save_pretrained(folder, model_card_kwargs={"results": table})
     return report
 
 

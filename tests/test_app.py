@@ -44,6 +44,8 @@ def uploads(tmp_path_factory):
     image, _ = make_sample(np.random.default_rng(5), 120, 90)
     Image.fromarray(image).save(folder / "photo.jpg", quality=95)
     (folder / "notes.txt").write_text("not an image")
+    second, _ = make_sample(np.random.default_rng(6), 100, 80)
+    Image.fromarray(second).save(folder / "second.png")
     data = (folder / "photo.jpg").read_bytes()
     (folder / "cut.jpg").write_bytes(data[: len(data) // 2])  # header intact, pixels cut
     return folder
@@ -176,6 +178,24 @@ def test_page_in_headless_chromium(small_model, uploads, tmp_path):
                 timeout=30_000,
             )
 
+            # several photos: a click on another thumbnail shows that photo's results in the large panels
+            page.goto(url, wait_until="domcontentloaded")
+            page.locator("#upload input[type=file]").set_input_files(
+                [str(uploads / "photo.jpg"), str(uploads / "second.png")]
+            )
+            page.wait_for_function("document.querySelector('#status').innerText.includes('2 images in')", timeout=60_000)
+            for key in ("map", "cutout", "overlay", "mask"):
+                assert f"photo_{key}.png" in page.locator(f"#{key} img").get_attribute("src")
+            page.locator("#gallery button.thumbnail-item").nth(1).click()
+            page.wait_for_function(
+                "() => { const img = document.querySelector('#map img'); return img && img.src.includes('second_map'); }",
+                timeout=30_000,
+            )
+            for key in ("map", "cutout", "overlay", "mask"):
+                assert f"second_{key}.png" in page.locator(f"#{key} img").get_attribute("src"), key
+            page.locator("#gallery button.thumbnail-item").nth(0).click()
+            page.wait_for_function("() => document.querySelector('#map img').src.includes('photo_map.png')", timeout=30_000)
+
             page.goto(url, wait_until="domcontentloaded")  # a fresh page for the second upload
             page.locator("#upload input[type=file]").set_input_files([str(uploads / "notes.txt")])
             page.wait_for_function("document.querySelector('#status').innerText.includes('notes.txt')", timeout=60_000)
@@ -204,3 +224,30 @@ def test_random_weights_page_says_so_and_a_missing_extra_is_named(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gradio" else real_find_spec(name, *a))
     with pytest.raises(ImportError, match=r"pip install -e \.\[app\]"):
         require_app_extra()
+
+
+def test_a_transparent_input_stays_transparent_in_the_cut_out(small_model, tmp_path):
+    """An RGBA photo: the model sees its RGB; the cut-out's alpha is the map limited by the
+    photo's own alpha, so no pixel that was fully transparent in the input comes back."""
+    model, _ = small_model
+    image, _ = make_sample(np.random.default_rng(7), 96, 80)
+    alpha = np.full(image.shape[:2], 255, np.uint8)
+    alpha[:, :40] = 0  # the left part fully transparent
+    alpha[:, 40:50] = 100  # a half-transparent band
+    path = tmp_path / "rgba.png"
+    Image.fromarray(np.dstack([image, alpha]), mode="RGBA").save(path)
+    session = run_upload(Segmenter(model, 64), [path], 0, tmp_path / "results")
+    assert not session.errors
+    page = render(session, 0)
+    cutout = np.asarray(Image.open(page["cutout"]))
+    assert cutout.shape == (80, 96, 4)
+    assert np.array_equal(cutout[..., :3], image)
+    assert (cutout[:, :40, 3] == 0).all()
+    assert (cutout[:, 40:50, 3] <= 100).all()
+    prob_map = np.asarray(Image.open(page["map"]))
+    assert np.array_equal(cutout[:, 50:, 3], np.where(prob_map[:, 50:] > 0, prob_map[:, 50:], 0))
+    opaque = Image.fromarray(image)  # the same photo without alpha: the same map (the model sees RGB only)
+    opaque.save(tmp_path / "opaque.png")
+    other = render(run_upload(Segmenter(model, 64), [tmp_path / "opaque.png"], 0, tmp_path / "results2"), 0)
+    assert np.array_equal(np.asarray(Image.open(other["map"])), prob_map)
+    assert (np.asarray(Image.open(other["cutout"]))[:, :40, 3] > 0).any()  # without alpha, the left part shows

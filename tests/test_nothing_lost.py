@@ -96,11 +96,11 @@ def test_test_py_refuses_mask_folders_and_other_peoples_files_but_reruns_its_own
     out = tmp_path / "maps"
     argv = ["--pth_path", str(small_pth), "--test_path", str(test_sets), "--save_path", str(out), "--testsize", "64"]
     assert test_cli.main(argv + ["--workers", "0", "--no_progress"]) == 0
-    assert (out / MANIFEST).read_text().splitlines()[0] == "fsanet-outputs v1 test.py"
+    assert json.loads((out / MANIFEST).read_text().splitlines()[0])["command"] == "test.py"
     assert test_cli.main(argv + ["--workers", "0", "--no_progress"]) == 0  # its own maps: replaced
     user_file = out / "DIS-TE1" / "synth_00001.png"
     manifest = (out / MANIFEST).read_text()
-    (out / MANIFEST).write_text(manifest.replace("DIS-TE1/synth_00001.png\n", ""))  # as if the user put it there
+    (out / MANIFEST).write_text(manifest.replace('"DIS-TE1/synth_00001.png"\n', ""))  # as if the user put it there
     caplog.clear()
     with caplog.at_level(logging.ERROR):
         assert test_cli.main(argv + ["--workers", "0", "--no_progress"]) == 2

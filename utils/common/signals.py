@@ -14,6 +14,7 @@ things a plain ``KeyboardInterrupt`` gets wrong are fixed:
 
 from __future__ import annotations
 
+import re
 import signal
 import threading
 from contextlib import contextmanager
@@ -69,6 +70,23 @@ def stop_pending() -> Optional[str]:
     return signal.Signals(_pending).name if _pending is not None else None
 
 
+#: the stop signals by the name ``strsignal`` gives them ("Terminated", "Interrupt", "Hangup")
+_STOP_SIGNALS = {signal.strsignal(s): s for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP) if signal.strsignal(s)}
+
+
+def stop_behind(error: BaseException) -> Optional[Stopped]:
+    """The stop an error really is, or None: a worker process killed by SIGTERM, SIGINT or
+    SIGHUP (``timeout``, SLURM's ``scancel`` and a terminal's Ctrl-C signal the whole process
+    group, so a DataLoader worker can die of the signal before this process acts on it), or
+    any error raised while a stop signal is pending here."""
+    if _pending is not None:
+        return Stopped(_pending)
+    match = re.search(r"killed by signal: ([A-Za-z ]+)", str(error))
+    if match and match.group(1).strip() in _STOP_SIGNALS:
+        return Stopped(_STOP_SIGNALS[match.group(1).strip()])
+    return None
+
+
 def check_stop() -> None:
     """Raise :class:`Stopped` if a signal arrived that has not stopped the program yet."""
     global _pending
@@ -103,6 +121,7 @@ __all__ = [
     "critical",
     "install_stop_handlers",
     "start_iterating",
+    "stop_behind",
     "stop_handlers",
     "stop_pending",
 ]

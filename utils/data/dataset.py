@@ -41,8 +41,9 @@ CACHE_VERSION = 2  # 2: 0/1 and colour masks converted (utils.data.images.read_g
 
 def cache_key(path: Path, size: int, kind: str) -> str:
     stat = path.stat()
-    text = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{size}|{kind}|{CACHE_VERSION}"
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
+    # the path as bytes: a file name that is not UTF-8 (a Latin-1 café.jpg) still has a key
+    text = f"|{stat.st_size}|{stat.st_mtime_ns}|{size}|{kind}|{CACHE_VERSION}"
+    return hashlib.sha1(os.fsencode(path.resolve()) + text.encode()).hexdigest()[:16]
 
 
 class TrainDataset(Dataset):

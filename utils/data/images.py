@@ -20,21 +20,30 @@ the others:
 
 Pillow's decompression-bomb limit (about 179 M pixels, far above DIS5K's largest
 images) is left as it is; a file over it is named in the error.
+
+Files are opened by :func:`utils.data.image_files.open_image`: only as the format their
+extension names.
 """
 
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
-from typing import Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from PIL import Image, ImageOps
 
-PathLike = Union[str, os.PathLike]
+from utils.data.image_files import (  # noqa: F401  (re-exported: the names every reader imports from here)
+    ACCEPTED_FORMATS,
+    IMAGE_EXTENSIONS,
+    IMAGE_FORMATS,
+    MASK_EXTENSIONS,
+    ImageReadError,
+    open_image,
+    sniff_format,
+)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
-MASK_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+PathLike = Union[str, os.PathLike]
 
 
 def _to_8bit(image: Image.Image) -> Image.Image:
@@ -51,35 +60,29 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     return image
 
 
-class ImageReadError(OSError):
-    """A file that cannot be decoded; the message names it and says why."""
+def _has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode == "P" and "transparency" in image.info)
 
 
-@contextmanager
-def _opened(path: PathLike) -> Iterator[Image.Image]:
-    """``Image.open`` + full decode, every failure as an :class:`ImageReadError` naming the file."""
-    try:
-        with Image.open(path) as image:
-            image.load()
-            yield image
-    except Image.DecompressionBombError as error:
-        raise ImageReadError(
-            f"{path}: larger than Pillow's limit of {Image.MAX_IMAGE_PIXELS} pixels ({error}); "
-            "if the file is genuine, raise PIL.Image.MAX_IMAGE_PIXELS in your script"
-        ) from None
-    except ImageReadError:
-        raise
-    except Exception as error:  # noqa: BLE001  (Pillow raises many types for broken files)
-        raise ImageReadError(f"{path}: cannot be decoded ({type(error).__name__}: {error})") from None
+def read_rgb_and_alpha(
+    path: PathLike, exif_orientation: bool = False, name: Optional[str] = None
+) -> Tuple[Image.Image, Optional[np.ndarray]]:
+    """:func:`read_rgb`'s image and, for a file with transparency, its alpha channel (H×W
+    uint8, turned with the pixels); None for an opaque file. The model sees the RGB only."""
+    with open_image(path, name) as image:
+        if exif_orientation:
+            image = ImageOps.exif_transpose(image)
+        alpha = np.asarray(image.convert("RGBA"))[..., 3].copy() if _has_alpha(image) else None
+        return _to_8bit(image).convert("RGB"), alpha
 
 
-def read_rgb(path: PathLike, exif_orientation: bool = False) -> Image.Image:
+def read_rgb(path: PathLike, exif_orientation: bool = False, name: Optional[str] = None) -> Image.Image:
     """An image file as an 8-bit RGB Pillow image (the authors' ``convert("RGB")``).
 
     ``exif_orientation`` turns the pixels as the file's EXIF orientation says (what a
     photo viewer shows); the DIS sets are read raw, as the authors read them.
     """
-    with _opened(path) as image:
+    with open_image(path, name) as image:
         if exif_orientation:
             image = ImageOps.exif_transpose(image)
         return _to_8bit(image).convert("RGB")
@@ -94,7 +97,7 @@ def _mask_rgba_to_rgb(image: Image.Image) -> Image.Image:
 
 def read_mask(path: PathLike) -> Image.Image:
     """A mask file as an 8-bit grey Pillow image, 0 = background, 255 = object."""
-    with _opened(path) as image:
+    with open_image(path) as image:
         image = _to_8bit(image)
         if image.mode == "P" and "transparency" in image.info:
             image = image.convert("RGBA")
@@ -120,7 +123,7 @@ def read_gt_mask(path: PathLike) -> Tuple[np.ndarray, Optional[str]]:
     Ordinary masks give :func:`read_mask`'s array and no note.
     """
     note = None
-    with _opened(path) as image:
+    with open_image(path) as image:
         image = _to_8bit(image)
         if image.mode in ("RGB", "RGBA", "P", "PA", "LA", "CMYK", "YCbCr"):
             rgb = (
@@ -146,16 +149,10 @@ def describe_mask_notes(notes: Mapping[str, Sequence[str]], where: str) -> List[
     return [f"{where}: {len(files)} {MASK_NOTES[kind]} (e.g. {files[0]})" for kind, files in notes.items() if files]
 
 
-def image_size(path: PathLike) -> Tuple[int, int]:
+def image_size(path: PathLike, name: Optional[str] = None) -> Tuple[int, int]:
     """(width, height) from the file header, without decoding the pixels."""
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except Image.DecompressionBombError as error:
-        raise ImageReadError(
-            f"{path}: larger than Pillow's limit of {Image.MAX_IMAGE_PIXELS} pixels ({error}); "
-            "if the file is genuine, raise PIL.Image.MAX_IMAGE_PIXELS in your script"
-        ) from None
+    with open_image(path, name, load=False) as image:
+        return image.size
 
 
 #: EXIF orientation values that turn or mirror the pixels (1 = as stored).
@@ -173,7 +170,7 @@ TURNING_ORIENTATIONS = {
 def exif_orientation(path: PathLike) -> int:
     """The file's EXIF orientation tag (1 when absent or unreadable), read from the header."""
     try:
-        with Image.open(path) as image:
+        with open_image(path, load=False) as image:
             return int(image.getexif().get(0x0112, 1) or 1)
     except Exception:  # noqa: BLE001  unreadable files are reported by the readers
         return 1

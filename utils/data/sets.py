@@ -74,6 +74,7 @@ def find_sets(root: PathLike, sets: Optional[Sequence[str]], need: str) -> List[
             continue  # an unrelated folder
         found.append((name, images, masks))
     if not found:
-        hint = f" (only {', '.join(TRAINING_SETS)}, left out unless named in --sets)" if not sets else ""
+        present = [name for name in TRAINING_SETS if (root / name).is_dir()]
+        hint = f" (only {', '.join(present)}, left out unless named in --sets)" if present and not sets else ""
         raise DatasetError(f"{root}: no set with {need} found{hint}; expected <root>/<set>/{folder}")
     return found

@@ -141,21 +141,22 @@ def write_dataset(
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {sorted(LAYOUTS)}, got {layout!r}")
     width, height = (size, size) if isinstance(size, int) else size
-    owned = claim_folder(out, "utils.data.synthetic", "--out")
-    image_dir, mask_dir = (Path(out) / name for name in LAYOUTS[layout])
-    names = [f"synth_{index:05d}" for index in range(count)]
-    owned.record([image_dir / f"{n}{image_ext}" for n in names] + [mask_dir / f"{n}.png" for n in names])
-    image_dir.mkdir(parents=True, exist_ok=True)
-    mask_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for index in tqdm(range(count), desc=f"synthetic {out}", disable=not progress, unit="img"):
-        rng = np.random.default_rng([seed, index])
-        image, mask = make_sample(rng, width, height)
-        image_path = image_dir / f"synth_{index:05d}{image_ext}"
-        mask_path = mask_dir / f"synth_{index:05d}.png"
-        cv2.imwrite(str(image_path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
-        cv2.imwrite(str(mask_path), mask)
-        written.append((image_path, mask_path))
+    with claim_folder(out, "utils.data.synthetic", "--out") as owned:  # one writer; released when done
+        image_dir, mask_dir = (Path(out) / name for name in LAYOUTS[layout])
+        names = [f"synth_{index:05d}" for index in range(count)]
+        files = [image_dir / f"{n}{image_ext}" for n in names] + [mask_dir / f"{n}.png" for n in names]
+        owned.record([os.path.abspath(f) for f in files])  # as opened, whatever the cwd
+        image_dir.mkdir(parents=True, exist_ok=True)
+        mask_dir.mkdir(parents=True, exist_ok=True)
+        written = []
+        for index in tqdm(range(count), desc=f"synthetic {out}", disable=not progress, unit="img"):
+            rng = np.random.default_rng([seed, index])
+            image, mask = make_sample(rng, width, height)
+            image_path = image_dir / f"synth_{index:05d}{image_ext}"
+            mask_path = mask_dir / f"synth_{index:05d}.png"
+            cv2.imwrite(str(image_path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+            cv2.imwrite(str(mask_path), mask)
+            written.append((image_path, mask_path))
     return written
 
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -19,18 +19,26 @@ class Prediction:
     name: str
     image: np.ndarray  # H×W×3 uint8
     map: np.ndarray  # H×W uint8, what test.py writes for this photo
+    alpha: Optional[np.ndarray] = None  # H×W uint8: the photo's own transparency, if it has one
 
 
-def compose(image: np.ndarray, prob_map: np.ndarray, threshold: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def compose(
+    image: np.ndarray, prob_map: np.ndarray, threshold: int, alpha: Optional[np.ndarray] = None
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(binary mask, cut-out, overlay)`` of a photo and its map at ``threshold`` (0–255).
 
     The binary mask is 255 where the map exceeds the threshold. The cut-out is the photo
     with the map as its alpha channel, pixels at or below the threshold fully
-    transparent (RGBA). The overlay tints the masked pixels.
+    transparent (RGBA); for a photo with transparency of its own (``alpha``) the cut-out's
+    alpha is limited by it, so a pixel transparent in the input stays transparent. The
+    overlay tints the masked pixels.
     """
     keep = prob_map > threshold
     mask = np.where(keep, 255, 0).astype(np.uint8)
-    cutout = np.dstack([image, np.where(keep, prob_map, 0).astype(np.uint8)])
+    cut_alpha = np.where(keep, prob_map, 0).astype(np.uint8)
+    if alpha is not None:
+        cut_alpha = np.minimum(cut_alpha, alpha)
+    cutout = np.dstack([image, cut_alpha])
     tint = np.asarray(OVERLAY_RGB, dtype=np.float32)
     blended = image.astype(np.float32) * (1 - OVERLAY_ALPHA) + tint * OVERLAY_ALPHA
     overlay = np.where(keep[..., None], np.rint(blended), image).astype(np.uint8)

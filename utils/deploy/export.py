@@ -37,10 +37,10 @@ from lib.keymap import CheckpointError
 from utils.common.extras import MissingExtraError, require_extra
 from utils.common.fileio import OutputError, temporary_name
 from utils.common.logs import get_logger, setup_logging
-from utils.common.ownership import check_replaceable
+from utils.common.ownership import check_replaceable, hold_file_lock
 from utils.inference.config import DEFAULT_TESTSIZE
 from utils.inference.onnx_model import OnnxError, is_fsanet_onnx
-from utils.inference.processing import map_difference
+from utils.inference.processing import POSTPROCESS_STEPS, map_difference
 
 PathLike = Union[str, os.PathLike]
 log = get_logger(__name__)
@@ -116,7 +116,8 @@ def export_onnx(
         {
             "fsanet_config": json.dumps(config, sort_keys=True),
             "input": "B×3×H×W RGB resized to the test size, /255, ImageNet mean/std normalised",
-            "output": "B×1×H×W P1 logits: sigmoid, then min-max per image, ×255 (test.py)",
+            "output": "B×1×H×W P1 logits (test.py turns them into 8-bit maps as 'postprocess' says)",
+            "postprocess": POSTPROCESS_STEPS,
             "input_size": "dynamic" if dynamic else f"{height}x{width}",
         }
     )
@@ -248,26 +249,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if not args.dynamic and any(s != size for s in sizes):
                 raise ValueError(f"--verify_sizes: a fixed-size export runs at {size[0]}×{size[1]} only; or use --dynamic")
         out = Path(args.out)
-        # only an earlier FSANet export may be replaced, and only by one that verifies
-        check_replaceable(out, "--out", is_fsanet_onnx, "an FSANet ONNX export", inputs=[args.pth_path])
-        tmp = temporary_name(out)
-        try:
-            export_onnx(model, tmp, size, args.dynamic, args.opset)
-            if sizes:
-                agreements = verify_onnx(tmp, model, sizes)
-                log.info("onnxruntime vs PyTorch maps: %s", "; ".join(map(str, agreements)))
-                if not all(a.ok for a in agreements):
-                    kept = f"the earlier {out} is left as it was" if out.exists() else "nothing was written"
-                    log.error("the export's maps differ from PyTorch's by more than 1 grey level; %s", kept)
-                    return 1
-                if any(a.max_difference > 1 for a in agreements):
-                    log.warning(
-                        "these weights make FSANet's map numerically chaotic at a few pixels (PyTorch's own map "
-                        "moves there under a 1e-6 change of the input); the export agrees elsewhere"
-                    )
-            os.replace(tmp, out)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with hold_file_lock(out, "--out", "export"):  # one writer of the file
+            # only an earlier FSANet export may be replaced, and only by one that verifies
+            check_replaceable(out, "--out", is_fsanet_onnx, "an FSANet ONNX export", inputs=[args.pth_path])
+            tmp = temporary_name(out)
+            try:
+                export_onnx(model, tmp, size, args.dynamic, args.opset)
+                if sizes:
+                    agreements = verify_onnx(tmp, model, sizes)
+                    log.info("onnxruntime vs PyTorch maps: %s", "; ".join(map(str, agreements)))
+                    if not all(a.ok for a in agreements):
+                        kept = f"the earlier {out} is left as it was" if out.exists() else "nothing was written"
+                        log.error("the export's maps differ from PyTorch's by more than 1 grey level; %s", kept)
+                        return 1
+                    if any(a.max_difference > 1 for a in agreements):
+                        log.warning(
+                            "these weights make FSANet's map numerically chaotic at a few pixels (PyTorch's own map "
+                            "moves there under a 1e-6 change of the input); the export agrees elsewhere"
+                        )
+                os.replace(tmp, out)
+            finally:
+                tmp.unlink(missing_ok=True)
         log.info("wrote %s (%.1f MiB, input %s)", out, out.stat().st_size / 2**20, "dynamic" if args.dynamic else size)
     except (CheckpointError, ExportError, MissingExtraError, OnnxError, OutputError, ValueError, OSError) as error:
         log.error("%s", error)  # nothing usable was written

@@ -35,7 +35,11 @@ class StoredPrediction:
     map_path: Path  # test.py's map (PNG, byte for byte what test.py writes)
 
     def load(self) -> Prediction:
-        return Prediction(self.name, np.load(self.pixels), np.asarray(Image.open(self.map_path)))
+        pixels = np.load(self.pixels)  # H×W×3, or H×W×4 with the photo's own alpha
+        alpha = pixels[..., 3] if pixels.shape[-1] == 4 else None
+        with Image.open(self.map_path, formats=["PNG"]) as map_image:  # this app's own file
+            prob_map = np.asarray(map_image)
+        return Prediction(self.name, pixels[..., :3], prob_map, alpha)
 
 
 def unique_stems(names: Sequence[str]) -> List[str]:
@@ -52,12 +56,16 @@ def unique_stems(names: Sequence[str]) -> List[str]:
     return result
 
 
+#: the files of one result, each shown in a large panel of the page
+PANELS = ("map", "cutout", "overlay", "mask")
+
+
 def write_outputs(prediction: Prediction, threshold: int, folder: Path, stem: Optional[str] = None) -> Dict[str, Path]:
     """The four PNG files of one result in ``folder``: ``<stem>_map.png`` (byte for byte what
     test.py writes), ``_mask``, ``_cutout`` (RGBA) and ``_overlay``."""
     stem = stem or Path(prediction.name).stem
-    mask, cutout, overlay = compose(prediction.image, prediction.map, threshold)
-    files = {kind: folder / f"{stem}_{kind}.png" for kind in ("map", "mask", "cutout", "overlay")}
+    mask, cutout, overlay = compose(prediction.image, prediction.map, threshold, prediction.alpha)
+    files = {kind: folder / f"{stem}_{kind}.png" for kind in PANELS}
     write_png(prediction.map, files["map"])
     write_png(mask, files["mask"])
     Image.fromarray(cutout, mode="RGBA").save(files["cutout"])
@@ -73,6 +81,15 @@ class Session:
         self.predictions: List[StoredPrediction] = []
         self.errors: List[str] = []
         self.seconds = 0.0
+        #: the result the four large panels show (a click in the gallery selects another)
+        self.selected = 0
+
+    def panel_files(self) -> Dict[str, Optional[Path]]:
+        """The selected result's four files as :func:`render` last wrote them (None without results)."""
+        if not self.predictions:
+            return {kind: None for kind in PANELS}
+        stem = self.predictions[min(self.selected, len(self.predictions) - 1)].stem
+        return {kind: self.folder / f"{stem}_{kind}.png" for kind in PANELS}
 
 
 def prune_results(root: Path, keep_s: float = KEEP_RESULTS_S) -> List[Path]:
@@ -104,7 +121,8 @@ def run_upload(
             prediction = segmenter.predict(path, name)
             session.folder.mkdir(parents=True, exist_ok=True)
             pixels = session.folder / f".{stem}_pixels.npy"
-            np.save(pixels, prediction.image)
+            stored = prediction.image if prediction.alpha is None else np.dstack([prediction.image, prediction.alpha])
+            np.save(pixels, stored)
             map_path = session.folder / f"{stem}_map.png"
             write_png(prediction.map, map_path)
             session.predictions.append(StoredPrediction(name, stem, pixels, map_path))
@@ -123,7 +141,7 @@ def render(session: Session, threshold: int) -> Dict[str, Any]:
     for stored in session.predictions:
         session.folder.mkdir(parents=True, exist_ok=True)
         files.append(write_outputs(stored.load(), threshold, session.folder, stored.stem))
-    first = files[0] if files else {}
+    shown = session.panel_files()
     lines = []
     if session.predictions:
         count = len(session.predictions)
@@ -134,10 +152,7 @@ def render(session: Session, threshold: int) -> Dict[str, Any]:
         lines.append("Upload or drop one or more photos.")
     return {
         "status": "\n\n".join(lines),
-        "map": first.get("map"),
-        "cutout": first.get("cutout"),
-        "overlay": first.get("overlay"),
-        "mask": first.get("mask"),
+        **{kind: (str(path) if path else None) for kind, path in shown.items()},
         "gallery": [(str(f["cutout"]), p.name) for f, p in zip(files, session.predictions)],
         "downloads": [str(path) for f in files for path in f.values()],
     }

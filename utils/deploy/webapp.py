@@ -23,7 +23,7 @@ from torch import nn
 
 from utils.common.extras import require_extra
 from utils.common.logs import get_logger
-from utils.data.images import IMAGE_EXTENSIONS, image_size, read_rgb
+from utils.data.images import ImageReadError, image_size, read_rgb_and_alpha
 from utils.deploy.compose import Prediction, compose
 from utils.deploy.limits import MAX_PIXELS
 from utils.deploy.results import (
@@ -77,24 +77,28 @@ class Segmenter:
         """test.py ``--input``'s map of one file; an ``OSError``/``ValueError`` that names the
         file when it is not an image, is damaged or is too large."""
         name = name or Path(path).name
-        if Path(name).suffix.lower() not in IMAGE_EXTENSIONS:  # the rule test.py --input applies
-            raise ValueError(f"{name}: not an image this app can read (extensions: {' '.join(IMAGE_EXTENSIONS)})")
-        try:
-            width, height = image_size(path)
-        except Exception:  # noqa: BLE001  (Pillow raises many types)
-            raise ValueError(f"{name}: not an image this app can read (JPEG, PNG, BMP, TIFF, WebP, …)") from None
+        try:  # decoded only as the format the upload's own name says (test.py --input's rule)
+            width, height = image_size(path, name)
+        except ImageReadError as error:
+            raise ValueError(f"{name}: not an image this app can read ({_reason(error, name)})") from None
         if width * height > self.max_pixels:
             raise ValueError(
                 f"{name}: {width}×{height} pixels, more than this app's limit of {self.max_pixels:,} "
                 "(app.py --max_pixels); scale it down first"
             )
         try:
-            image = read_rgb(path, exif_orientation=True)  # as test.py --input reads photos
-        except OSError as error:
-            raise ValueError(f"{name}: damaged or truncated image ({str(error).split(': ', 1)[-1]})") from None
+            image, alpha = read_rgb_and_alpha(path, exif_orientation=True, name=name)  # as test.py --input reads photos
+        except ImageReadError as error:
+            raise ValueError(f"{name}: damaged or truncated image ({_reason(error, name)})") from None
         with self._lock:
             prob_map = predict_image(self.model, image, self.testsize, self.device, self.amp_dtype)
-        return Prediction(name, np.asarray(image), prob_map)
+        return Prediction(name, np.asarray(image), prob_map, alpha)
+
+
+def _reason(error: ImageReadError, name: str) -> str:
+    """The reader's message without the file name it starts with (the caller names the upload)."""
+    text = str(error)
+    return text[len(name) + 2 :] if text.startswith(f"{name}: ") else text
 
 
 def _forget(session: Optional[Session]) -> None:
@@ -197,6 +201,16 @@ def build_app(segmenter: Segmenter, root: Optional[Path] = None, threshold: int 
                 return [gr.skip()] * len(shown)
             return _values(render(session, int(value)))
 
+        def on_select(session: Optional[Session], event):
+            """A click on a gallery thumbnail: the four large panels show that photo's results."""
+            if session is None or not session.predictions:
+                return [gr.skip()] * len(outputs)
+            session.selected = int(event.index)
+            files = session.panel_files()
+            return [str(files[key]) for key in outputs]
+
+        on_select.__annotations__["event"] = gr.SelectData  # gradio passes the click by this type
+        gallery.select(on_select, [state], list(outputs.values()), concurrency_limit=1)
         for event in (upload.upload, run.click):
             event(on_run, [upload, slider], [state, *shown], concurrency_limit=1)
         # change: a drag, and a value typed into the box (applied on Enter or when the box loses focus);

@@ -59,12 +59,32 @@ def match_set(mask_dir: Path, pred_dir: Path) -> SetMatch:
     return match
 
 
+def is_flat_mask_folder(gt_root: PathLike) -> bool:
+    """Whether ``gt_root`` holds mask files itself (a plain folder of masks, no ``<set>/GT``)."""
+    root = Path(gt_root)
+    return root.is_dir() and bool(list_folder(root, MASK_EXTENSIONS).by_stem())
+
+
 def find_gt_sets(gt_root: PathLike, sets: Optional[Sequence[str]] = None) -> List[Tuple[str, Path]]:
-    """``(set, mask folder)`` for each set under ``gt_root`` (:func:`utils.data.sets.find_sets`)."""
+    """``(set, mask folder)`` for each set under ``gt_root`` (:func:`utils.data.sets.find_sets`);
+    a plain folder of masks is one set, named after the folder (its predictions are then read
+    from the method's folder itself: test.py ``--input``'s flat output)."""
+    root = Path(gt_root)
+    if is_flat_mask_folder(root) and (not sets or list(sets) == [root.resolve().name]):
+        return [(root.resolve().name, root)]
     try:
         return [(name, masks) for name, _, masks in find_sets(gt_root, sets, "masks")]
     except DatasetError as error:
         raise EvaluationError(str(error)) from None
+
+
+def prediction_folder(method_root: PathLike, set_name: str, gt_root: PathLike) -> Path:
+    """Where a method's maps of one set are: ``<method_root>/<set>``, or, for a plain folder of
+    masks as ``--gt_root``, the method's folder itself (unless it has a ``<set>`` folder)."""
+    root = Path(method_root)
+    if is_flat_mask_folder(gt_root) and not (root / set_name).is_dir():
+        return root
+    return root / set_name
 
 
 def mask_items(matches: Dict[str, SetMatch]) -> List[MaskItem]:

@@ -197,14 +197,14 @@ def evaluate_to_folder(
 ) -> Tuple[Results, Dict[str, Any]]:
     """eval.py's job: score ``methods`` on the sets under ``gt_root`` and write the tables
     (and curves) to ``save_dir``, which is checked writable before any metric is computed."""
-    owned = claim_folder(save_dir, "eval.py", "--save_dir")
-    owned.record(REPORT_FILES)
-    check_writable(save_dir, "--save_dir")
-    if hce_rule:
-        check_opencv()
-    results, set_curves = evaluate(methods, gt_root, sets, workers, allow_missing, hce_rule=hce_rule, progress=progress)
-    paths: Dict[str, Any] = dict(write_reports(results, save_dir, hce_rule))
-    if curves:
-        owned.record(curve_files(set_curves))
-        paths["curves"] = plot_curves(set_curves, save_dir)
+    with claim_folder(save_dir, "eval.py", "--save_dir") as owned:  # one writer; released when done
+        owned.record(REPORT_FILES)
+        check_writable(save_dir, "--save_dir")
+        if hce_rule:
+            check_opencv()
+        results, set_curves = evaluate(methods, gt_root, sets, workers, allow_missing, hce_rule=hce_rule, progress=progress)
+        paths: Dict[str, Any] = dict(write_reports(results, save_dir, hce_rule))
+        if curves:
+            owned.record(curve_files(set_curves))
+            paths["curves"] = plot_curves(set_curves, save_dir)
     return results, paths

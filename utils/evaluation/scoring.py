@@ -17,15 +17,22 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from utils.common.heap import keep_freed_memory
 from utils.common.logs import get_logger
-from utils.data.images import ImageReadError, describe_mask_notes, read_gt_mask, read_mask
+from utils.data.images import ImageReadError, describe_mask_notes, open_image, read_gt_mask, read_mask
 from utils.data.sets import TE_SETS
 from utils.evaluation.hce import HCE_RULES
-from utils.evaluation.matching import EvaluationError, MaskItem, find_gt_sets, mask_items, match_set
+from utils.evaluation.matching import (
+    EvaluationError,
+    MaskItem,
+    find_gt_sets,
+    is_flat_mask_folder,
+    mask_items,
+    match_set,
+    prediction_folder,
+)
 from utils.evaluation.metrics import (
     METRIC_KEYS,
     OVERALL,
@@ -77,7 +84,7 @@ def prediction_note(path: Path, pred: np.ndarray) -> Optional[str]:
     if pred.size and pred.max() == 1:
         return "binary01"
     try:
-        with Image.open(path) as image:
+        with open_image(path, load=False) as image:
             if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
                 return "alpha"
     except Exception:  # noqa: BLE001  it was read a moment ago
@@ -192,21 +199,26 @@ def evaluate(
             raise EvaluationError(f"predictions of {name}: {root}: no such folder (check --pred_root / --methods)")
     gt_sets = find_gt_sets(gt_root, sets)
     for name, root in methods.items():
-        shared = {str(mask_dir) for s, mask_dir in gt_sets if (Path(root) / s).resolve() == mask_dir.resolve()}
+        shared = {
+            str(mask_dir) for s, mask_dir in gt_sets if prediction_folder(root, s, gt_root).resolve() == mask_dir.resolve()
+        }
         if shared:
             log.warning(
                 "predictions of %s are read from the ground-truth folder %s: every score will be perfect",
                 name,
                 ", ".join(sorted(shared)),
             )
-        elif Path(root).resolve() == Path(gt_root).resolve():
+        elif Path(root).resolve() == Path(gt_root).resolve() and not is_flat_mask_folder(gt_root):
             log.warning(
                 "predictions of %s: %s is the ground-truth root (--gt_root); give the folder test.py wrote "
                 "(its --save_path)",
                 name,
                 root,
             )
-    matches = {s: {m: match_set(mask_dir, Path(root) / s) for m, root in methods.items()} for s, mask_dir in gt_sets}
+    matches = {
+        s: {m: match_set(mask_dir, prediction_folder(root, s, gt_root)) for m, root in methods.items()}
+        for s, mask_dir in gt_sets
+    }
     not_images = sorted({f for per_method in matches.values() for match in per_method.values() for f in match.not_images})
     if not_images:
         log.warning("not images, ignored: %s", ", ".join(not_images))

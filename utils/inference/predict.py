@@ -216,25 +216,28 @@ def run_prediction(
         work = [(name, set_jobs(images, masks, save_path / name, report)) for name, images, masks in sets]
         inputs = [folder for _, images, masks in sets for folder in (images, masks) if folder is not None]
         refuse_writing_into([job for _, jobs in work for job in jobs], inputs, below=inputs)
-    owned = claim_folder(save_path, "test.py", "--save_path")
-    owned.check(job.output for _, jobs in work for job in jobs)
-    for folder in sorted({job.output.parent for _, jobs in work for job in jobs}):
-        check_writable(folder, "--save_path")
-    model, device = load_predictor(config)
-    owned.record(job.output for _, jobs in work for job in jobs)
-    for name, jobs in work:
-        before = len(report.written)
-        predict_jobs(model, jobs, config, device, progress=progress, desc=name, report=report)
-        log.info(
-            "%s: %d maps written in %s",
-            name,
-            len(report.written) - before,
-            save_path / name if name != "input" else save_path,
-        )
-    if report.skipped:
-        log.warning("not images, skipped: %s", ", ".join(report.skipped))
-    if report.failed:
-        log.warning("%d images could not be read: %s", len(report.failed), "; ".join(report.failed))
+    with claim_folder(save_path, "test.py", "--save_path") as owned:  # one writer; released when done
+        outputs = [os.path.abspath(job.output) for _, jobs in work for job in jobs]  # as opened, whatever the cwd
+        owned.check(outputs)
+        for folder in sorted({job.output.parent for _, jobs in work for job in jobs}):
+            check_writable(folder, "--save_path")
+        model, device = load_predictor(config)
+        owned.record(outputs)
+        for name, jobs in work:
+            before = len(report.written)
+            if not jobs:
+                log.warning("%s: no images to predict (its image folder is empty); no map written for it", name)
+            predict_jobs(model, jobs, config, device, progress=progress, desc=name, report=report)
+            log.info(
+                "%s: %d maps written in %s",
+                name,
+                len(report.written) - before,
+                save_path / name if name != "input" else save_path,
+            )
+        if report.skipped:
+            log.warning("not images, skipped: %s", ", ".join(report.skipped))
+        if report.failed:
+            log.warning("%d images could not be read: %s", len(report.failed), "; ".join(report.failed))
     return report
 
 

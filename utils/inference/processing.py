@@ -23,6 +23,18 @@ def preprocess(image: Image.Image, size: Union[int, Tuple[int, int]]) -> torch.T
     return image_to_tensor(resize_8bit(image, size)).unsqueeze(0)
 
 
+#: the post-processing of :func:`postprocess`, in its order, as said to other runtimes (the ONNX
+#: file's ``postprocess`` metadata, docs/onnx.md)
+POSTPROCESS_STEPS = (
+    "1. resize the P1 logits (B×1×h×w) bilinearly to the image's own H×W (align_corners=False, half-pixel "
+    "centres), on the logits, before anything else; "
+    "2. sigmoid; "
+    "3. min-max per image: (p - min) / (max - min + 1e-8); "
+    "4. ×255, round to the nearest integer, clip to 0..255, uint8. "
+    "Another order (the sigmoid or the min-max before the resize) gives another map, off by several grey levels"
+)
+
+
 def postprocess(logits: torch.Tensor, size_hw: Tuple[int, int]) -> np.ndarray:
     """One 1×1×h×w (or 1×h×w) P1 logit map → H×W uint8 map at ``size_hw`` = (H, W)."""
     logits = logits.float().reshape(1, 1, *logits.shape[-2:])

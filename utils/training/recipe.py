@@ -44,11 +44,21 @@ def scaled_sizes(trainsize: int, rates: Sequence[float]) -> List[int]:
 def warn_if_nothing_learned(epochs: int, power: float, start_epoch: int) -> bool:
     """Warn (and return True) when every epoch left has learning rate 0 in the poly schedule."""
     if all(PolyDecay(epochs, power)(i) == 0 for i in range(start_epoch, epochs)):
-        log.warning(
-            "every epoch of this run has learning rate 0: the authors' poly schedule reaches 0 at its "
-            "last epoch (--epoch %d), so nothing will be learned; use --epoch 2 or more",
-            epochs,
-        )
+        if start_epoch > 0:  # a resumed or continued run whose remaining epoch is the schedule's last
+            log.warning(
+                "the remaining epoch (%d of --epoch %d) runs at learning rate 0: the authors' poly schedule "
+                "reaches 0 at its last epoch, so nothing more will be learned; to train further, give a "
+                "larger --epoch (e.g. --epoch %d)",
+                epochs,
+                epochs,
+                max(epochs + 1, 2 * epochs),
+            )
+        else:
+            log.warning(
+                "every epoch of this run has learning rate 0: the authors' poly schedule reaches 0 at its "
+                "last epoch (--epoch %d), so nothing will be learned; use --epoch 2 or more",
+                epochs,
+            )
         return True
     return False
 

@@ -34,6 +34,7 @@ from utils.data.checks import decode_file, verify_training_files
 from utils.data.dataset import TrainDataset, make_train_loader
 from utils.data.pairing import training_pairs
 from utils.training.config import TrainConfig
+from utils.training.health import check_finite_weights, warn_if_diverging
 from utils.training.recipe import (
     make_optimizer,
     make_scheduler,
@@ -275,6 +276,8 @@ class TrainingRun:
 
     def end_epoch(self, epoch: int, stats: Dict[str, float], val: Optional[Dict[str, float]]) -> None:
         """Record the epoch: train.log, tensorboard, latest.pth, numbered and best checkpoints."""
+        check_finite_weights(self.model, epoch)  # before anything of the epoch is saved
+        warn_if_diverging(self.history, epoch, stats)
         states = gather_objects(rng_state(), self.info)
         self.history.append({"epoch": epoch, "lr": self.lr, **stats, **(val or {})})
         if self.info.is_main:

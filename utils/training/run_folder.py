@@ -13,13 +13,13 @@ from __future__ import annotations
 import logging
 import os
 import re
-import socket
 import time
 from pathlib import Path
 from typing import List, Optional
 
 import torch
 
+from utils.common import folder_lock
 from utils.common.distributed import DistInfo, gather_objects
 from utils.common.fileio import TMP_PREFIX, TMP_SUFFIX, check_writable
 from utils.common.logs import LOG_FORMAT, ROOT_LOGGER, get_logger
@@ -27,8 +27,6 @@ from utils.common.logs import LOG_FORMAT, ROOT_LOGGER, get_logger
 log = get_logger(__name__)
 
 LOCK_NAME = ".train.lock"
-#: an unreadable lock file older than this (seconds) was left by a failed start and is taken over.
-STALE_UNREADABLE_LOCK_S = 60.0
 #: this repository's loggers; train.log receives theirs (the root logger is left to the scripts).
 PACKAGE_LOGGERS = (ROOT_LOGGER,)
 
@@ -50,65 +48,21 @@ def log_files(log_dir: Path) -> List[Path]:
     return sorted([*log_dir.glob("train.log"), *log_dir.glob("events.out.tfevents.*")])
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def acquire_lock(checkpoint_dir: Path) -> Path:
-    """Create the run's lock file, or raise naming the process that holds it."""
-    lock = checkpoint_dir / LOCK_NAME
-    host = socket.gethostname()
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileExistsError:
-            try:
-                owner_host, owner_pid = lock.read_text().split()[:2]
-                pid = int(owner_pid)
-            except (OSError, ValueError):
-                owner_host, pid = None, -1
-            if owner_host is None:  # empty or garbled (a full disk, a kill between create and write)
-                age = time.time() - lock.stat().st_mtime if lock.exists() else 0.0
-                if age > STALE_UNREADABLE_LOCK_S:
-                    log.warning("%s: taking over an unreadable lock file left %.0f s ago", checkpoint_dir, age)
-                    lock.unlink(missing_ok=True)
-                    continue
-                raise RunFolderError(
-                    f"{checkpoint_dir}: another run is just taking this folder (lock file {lock}); try again in a minute"
-                ) from None
-            if owner_host == host and pid > 0 and not _alive(pid):
-                log.warning("%s: taking over the lock of process %d, which has ended", checkpoint_dir, pid)
-                lock.unlink(missing_ok=True)
-                continue
-            if owner_host != host:
-                raise RunFolderError(
-                    f"{checkpoint_dir}: locked by process {pid} on host {owner_host} (lock file {lock}). If that run "
-                    "is still training (a shared file system), wait or use another --train_save; if it is gone (a "
-                    f"container restart, a SLURM requeue on another node), delete {lock} and start again"
-                ) from None
-            raise RunFolderError(
-                f"{checkpoint_dir}: another training run is using this folder (pid {pid} on {owner_host}, "
-                f"lock file {lock}); wait for it, stop it, or use another --train_save"
-            ) from None
-        with os.fdopen(fd, "w") as handle:
-            handle.write(f"{host} {os.getpid()}\n")
-        return lock
-    raise RunFolderError(f"{lock}: could not take the lock")
+    """Create the run's lock file, or raise naming the process that holds it
+    (:func:`utils.common.folder_lock.acquire_lock`)."""
+    return folder_lock.acquire_lock(
+        checkpoint_dir / LOCK_NAME,
+        RunFolderError,
+        lambda host, pid, since: (
+            f"{checkpoint_dir}: another training run is using this folder (pid {pid} on {host}, {since}, "
+            f"lock file {checkpoint_dir / LOCK_NAME}); wait for it, stop it, or use another --train_save"
+        ),
+        str(checkpoint_dir),
+    )
 
 
-def release_lock(lock: Optional[Path]) -> None:
-    if lock is not None:
-        try:
-            if lock.read_text().split()[1] == str(os.getpid()):
-                lock.unlink()
-        except (OSError, IndexError):
-            pass
+release_lock = folder_lock.release_lock
 
 
 def remove_stale_temporaries(folder: Path) -> List[str]:

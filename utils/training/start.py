@@ -11,6 +11,7 @@ import torch
 
 from lib.backbone_weights import DEFAULT_BACKBONE_WEIGHTS, load_backbone_weights
 from lib.checkpoint import load_fsanet_checkpoint, read_checkpoint
+from lib.configs import SHAPE_KEYS, flags_for, same_architecture
 from lib.FSANet import FSANet, build_fsanet
 from lib.hub import resolve_weights
 from lib.keymap import CheckpointError, authors_optimizer_to_fsanet, detect_layout
@@ -184,10 +185,18 @@ def prepare_model(config: TrainConfig) -> Tuple[FSANet, StartState]:
         log.info("resuming %s after epoch %d", path, obj["epoch"])
         return model, StartState(int(obj["epoch"]), obj.get("optimizer"), extras, effective)
 
-    model = build_fsanet(config.model_config())
     if config.pre_model:
         obj = read_checkpoint(config.pre_model)
         layout, state_dict, meta = detect_layout(obj, config.pre_model)
+        recorded = meta.get("config") if layout == "project" else None
+        if isinstance(recorded, dict) and not same_architecture(recorded, config.model_config()):
+            raise CheckpointError(
+                f"--pre_model {config.pre_model}: these weights are of another architecture "
+                f"({', '.join(f'{k} {_plain_arg(recorded.get(k))}' for k in SHAPE_KEYS)}) than this run builds "
+                f"({flags_for(config.model_config())}); add {flags_for(recorded)} to train.py's flags"
+            )
+    model = build_fsanet(config.model_config())
+    if config.pre_model:
         report = load_fsanet_checkpoint(model, obj, config.pre_model)
         epoch = int(meta.get("epoch") or 0)
         if config.fine_tune:  # the file's weights only: a fresh optimiser, LR schedule and counter
