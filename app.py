@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--testsize", type=positive_int, default=DEFAULT_TESTSIZE, help="input side (test.py's; multiple of 32)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--amp", choices=sorted(AMP_CHOICES), default="none", help="mixed precision (PyTorch models)")
+    p.add_argument(
+        "--keep_aspect",
+        action="store_true",
+        help="as test.py --keep_aspect: the long side at --testsize, the short side the nearest multiple of 32",
+    )
     add_inference_speed_flags(p)
     p.add_argument("--threshold", type=int, default=128, help="initial mask threshold, 0–254")
     p.add_argument("--max_pixels", type=positive_int, default=MAX_PIXELS, help="larger uploads are refused")
@@ -92,7 +97,18 @@ def make_segmenter(args: argparse.Namespace):
         model, device = load_predictor(config)
         source = config.pth_path or config.onnx
     description = f"Model: `{source}` · input {config.testsize}×{config.testsize} · {device}"
-    return Segmenter(model, config.testsize, device, AMP_DTYPES[config.amp], random_weights, args.max_pixels, description)
+    if config.keep_aspect:
+        description += " · --keep_aspect (long side)"
+    return Segmenter(
+        model,
+        config.testsize,
+        device,
+        AMP_DTYPES[config.amp],
+        random_weights,
+        args.max_pixels,
+        description,
+        keep_aspect=config.keep_aspect,
+    )
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

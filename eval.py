@@ -1,5 +1,5 @@
 """The DIS metric table (maxFβ, mean Fβ, weighted Fβ, MAE, Sα, mean/max Eφ, HCEγ)
-with pysodmetrics, plus PR and Fβ curves.
+with pysodmetrics, BiRefNet's boundary metrics (mBA, max/mean BIoU), plus PR and Fβ curves.
 
     python eval.py --pred_root results/FSANet --gt_root data/TestDataset --save_dir results/eval
     python eval.py --gt_root DIS5K --methods FSANet=results/FSANet IS-Net=maps/isnet --save_dir results/cmp
@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
         "pysod = pysodmetrics' default, min-max then > 0.5 (MVANet's evaluation)",
     )
     p.add_argument("--no_hce", action="store_true", help="skip HCE (the slowest metric)")
+    p.add_argument(
+        "--no_boundary", action="store_true", help="skip the boundary metrics mBA, maxBIoU and meanBIoU (BiRefNet's)"
+    )
     p.add_argument("--no_curves", action="store_true", help="do not draw the PR / Fβ curves")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
     return p
@@ -94,6 +97,7 @@ def run_eval(args: argparse.Namespace):
         None if args.no_hce else args.hce_rule,
         curves=not args.no_curves,
         progress=not args.no_progress,
+        boundary=not args.no_boundary,
     )
 
 

@@ -62,6 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--input", default=None, help="an image or a folder of images to predict instead of test sets")
     p.add_argument("--save_path", default="./results/FSANet", help="where the maps go")
+    p.add_argument(
+        "--cutout",
+        action="store_true",
+        help="also write <stem>_cutout.png beside each map: the image at its own size as RGBA, the map as its alpha",
+    )
+    p.add_argument(
+        "--keep_aspect",
+        action="store_true",
+        help="resize the long side to --testsize and the short side to the nearest multiple of 32, keeping the "
+        "image's aspect (default: the authors' square testsize×testsize)",
+    )
     p.add_argument("--batch_size", type=positive_int, default=1, help="images per forward pass")
     p.add_argument("--workers", type=non_negative_int, default=2, help="decoding processes")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
@@ -88,6 +99,7 @@ def run_test(args: argparse.Namespace):
         args.sets,
         args.input,
         progress=not args.no_progress,
+        cutout=args.cutout,
     )
 
 

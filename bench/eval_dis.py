@@ -45,6 +45,8 @@ from utils.evaluation.pairs import MaskQuantities, add_pair
 from utils.evaluation.scoring import evaluate
 
 KEYS = ("fm", "em", "sm", "mae", "wfm", "hce")
+#: BiRefNet's boundary metrics (utils/evaluation/boundary.py), timed on their own
+BOUNDARY_KEYS = ("mba", "biou")
 TARGET_FIRST, TARGET_FURTHER = 1.5, 1.0
 
 
@@ -81,6 +83,10 @@ def time_pair(pred: np.ndarray, gt: np.ndarray) -> Dict[str, float]:
     out["mask: skeleton"] = _timed(lambda: shared.skeleton)
     out["mask: wFβ weights"] = _timed(lambda: shared.wfm)
     out["mask: Sα quadrants"] = _timed(lambda: shared.quadrants)
+    out["mask: mBA bands"] = _timed(lambda: shared.mba_bands)
+    out["mask: BIoU boundary"] = _timed(lambda: shared.biou_boundary)
+    for key in BOUNDARY_KEYS:  # BiRefNet's boundary metrics: the per-method part (the mask's part above)
+        out[f"ours {key}"] = _timed(lambda k=key: add_pair(new_metrics(None, only=(k,)), pred, gt, shared))
     for key in KEYS:
         out[f"ours {key}"] = _timed(lambda k=key: add_pair(new_metrics("isnet", only=(k,)), pred, gt, shared))
     first, further = new_metrics("isnet"), new_metrics("isnet")
@@ -88,7 +94,7 @@ def time_pair(pred: np.ndarray, gt: np.ndarray) -> Dict[str, float]:
     out["further method"] = _timed(lambda: add_pair(further, pred, gt, shared))
     reference_all = new_metrics("isnet")
     for metric in reference_all.values():
-        metric.step(pred, gt)
+        metric.step(pred, gt)  # pysodmetrics' own step; mBA and BIoU: their stand-alone definition
     (ours, our_curves), (theirs, their_curves) = summarize(first), summarize(reference_all)
     assert ours == theirs and all(np.array_equal(our_curves[k], their_curves[k]) for k in theirs and their_curves), (
         "a number differs"

@@ -207,7 +207,8 @@ def load_fsanet_checkpoint(model: nn.Module, obj: Any, path: PathLike = "<checkp
 
         raise CheckpointError(
             f"{path}: checkpoint built with {config}, model built with {model_config}; on the command line "
-            f"add {flags_for(config)}, in Python build the model from the file (lib.checkpoint.build_from_checkpoint)"
+            f"add {flags_for(config)}; in Python build the model from the checkpoint's config "
+            "(lib.checkpoint.build_from_checkpoint)"
         )
     if layout == "fsanet_state_dict" and config is None:
         try:

@@ -8,6 +8,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from utils.inference.processing import cutout
+
 #: overlay colour (RGB) and opacity over the object
 OVERLAY_RGB, OVERLAY_ALPHA = (255, 40, 90), 0.5
 
@@ -35,11 +37,8 @@ def compose(
     """
     keep = prob_map > threshold
     mask = np.where(keep, 255, 0).astype(np.uint8)
-    cut_alpha = np.where(keep, prob_map, 0).astype(np.uint8)
-    if alpha is not None:
-        cut_alpha = np.minimum(cut_alpha, alpha)
-    cutout = np.dstack([image, cut_alpha])
+    cut = cutout(image, np.where(keep, prob_map, 0).astype(np.uint8), alpha)
     tint = np.asarray(OVERLAY_RGB, dtype=np.float32)
     blended = image.astype(np.float32) * (1 - OVERLAY_ALPHA) + tint * OVERLAY_ALPHA
     overlay = np.where(keep[..., None], np.rint(blended), image).astype(np.uint8)
-    return mask, cutout, overlay
+    return mask, cut, overlay

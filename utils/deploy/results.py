@@ -18,7 +18,7 @@ from PIL import Image
 from utils.common.logs import get_logger
 from utils.deploy.compose import Prediction, compose
 from utils.deploy.limits import KEEP_RESULTS_S
-from utils.inference.predict import write_png
+from utils.inference.writing import write_png
 
 PathLike = Union[str, os.PathLike]
 log = get_logger(__name__)

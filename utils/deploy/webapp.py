@@ -36,7 +36,7 @@ from utils.deploy.results import (
     write_outputs,
 )
 from utils.inference.config import DEFAULT_TESTSIZE
-from utils.inference.predict import predict_image
+from utils.inference.forward import predict_image
 
 PathLike = Union[str, os.PathLike]
 log = get_logger(__name__)
@@ -52,7 +52,7 @@ class Segmenter:
 
     Args:
         model: FSANet (or an ``OnnxFSANet``) in eval mode on ``device``.
-        testsize: the square input side (test.py's ``--testsize``).
+        testsize: the square input side (test.py's ``--testsize``); with ``keep_aspect`` the long side.
         random_weights: the page then says, in a banner, that the maps mean nothing.
         max_pixels: larger uploads are refused before they are decoded.
     """
@@ -66,8 +66,9 @@ class Segmenter:
         random_weights: bool = False,
         max_pixels: int = MAX_PIXELS,
         description: str = "",
+        keep_aspect: bool = False,
     ) -> None:
-        self.model, self.testsize = model, testsize
+        self.model, self.testsize, self.keep_aspect = model, testsize, keep_aspect
         self.device = device or torch.device("cpu")
         self.amp_dtype, self.random_weights, self.max_pixels = amp_dtype, random_weights, max_pixels
         self.description = description
@@ -91,7 +92,9 @@ class Segmenter:
         except ImageReadError as error:
             raise ValueError(f"{name}: damaged or truncated image ({_reason(error, name)})") from None
         with self._lock:
-            prob_map = predict_image(self.model, image, self.testsize, self.device, self.amp_dtype)
+            prob_map = predict_image(
+                self.model, image, self.testsize, self.device, self.amp_dtype, keep_aspect=self.keep_aspect
+            )
         return Prediction(name, np.asarray(image), prob_map, alpha)
 
 

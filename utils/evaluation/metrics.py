@@ -3,7 +3,8 @@
 Per set and method: maxFβ and mean Fβ (β² = 0.3, over 256 thresholds, per-image
 curves averaged), weighted Fβ, MAE, Sα (α = 0.5), mean and max Eφ, and HCEγ
 (relax 5, epsilon 2.0) under a binarisation rule (``utils.evaluation.hce``: IS-Net's
-``> 128`` by default, the benchmark's definition). "Overall" is the plain mean
+``> 128`` by default, the benchmark's definition), and BiRefNet's boundary metrics mBA,
+maxBIoU and meanBIoU (``utils.evaluation.boundary``). "Overall" is the plain mean
 of DIS-TE1..4, metric by metric, as the published DIS tables report it; its
 ``num`` is the sum.
 
@@ -19,13 +20,14 @@ import numpy as np
 import py_sod_metrics as sod
 
 from utils.common.logs import get_logger
+from utils.evaluation.boundary import BoundaryAccuracy, BoundaryIoU
 from utils.evaluation.hce import HumanCorrectionEffort
 from utils.evaluation.pairs import MaskQuantities, add_pair
 
 PathLike = Union[str, os.PathLike]
 log = get_logger(__name__)
 
-METRIC_KEYS = ("maxFm", "meanFm", "wFm", "MAE", "Sm", "meanEm", "maxEm", "HCE")
+METRIC_KEYS = ("maxFm", "meanFm", "wFm", "MAE", "Sm", "meanEm", "maxEm", "HCE", "mBA", "maxBIoU", "meanBIoU")
 OVERALL = "Overall"
 #: what the Overall row is, for reports.
 OVERALL_TEXT = "Overall = plain mean of DIS-TE1..4 per metric (num: their sum); not all TE images pooled"
@@ -34,9 +36,12 @@ Results = Dict[str, Dict[str, Dict[str, float]]]  # {method: {set: {metric: valu
 Curves = Dict[str, Dict[str, Dict[str, np.ndarray]]]  # {method: {set: {curve: values}}}
 
 
-def new_metrics(hce_rule: Optional[str] = "isnet", only: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+def new_metrics(
+    hce_rule: Optional[str] = "isnet", only: Optional[Sequence[str]] = None, boundary: bool = True
+) -> Dict[str, Any]:
     """Fresh pysodmetrics objects for one (method, set); ``hce_rule=None`` leaves HCE out,
-    ``only`` keeps those keys (``fm``, ``wfm``, ``mae``, ``sm``, ``em``, ``hce``)."""
+    ``boundary=False`` mBA and BIoU (``utils.evaluation.boundary``), ``only`` keeps those keys
+    (``fm``, ``wfm``, ``mae``, ``sm``, ``em``, ``hce``, ``mba``, ``biou``)."""
     metrics = {
         "fm": sod.FmeasureV2(
             metric_handlers={
@@ -52,6 +57,8 @@ def new_metrics(hce_rule: Optional[str] = "isnet", only: Optional[Sequence[str]]
     }
     if hce_rule is not None:
         metrics["hce"] = HumanCorrectionEffort(hce_rule, relax=5, epsilon=2.0)
+    if boundary:
+        metrics["mba"], metrics["biou"] = BoundaryAccuracy(), BoundaryIoU()
     return {k: v for k, v in metrics.items() if only is None or k in only}
 
 
@@ -102,4 +109,10 @@ def summarize(metrics: Dict[str, Any]) -> Tuple[Dict[str, float], Dict[str, np.n
         values.update(meanEm=float(em["curve"].mean()), maxEm=float(em["curve"].max()))
     if "hce" in metrics:
         values["HCE"] = float(metrics["hce"].get_results()["hce"])
+    if "mba" in metrics:
+        values["mBA"] = float(metrics["mba"].get_results()["mba"])
+    if "biou" in metrics:
+        biou = metrics["biou"].get_results()["biou"]["curve"]
+        values.update(maxBIoU=float(biou.max()), meanBIoU=float(biou.mean()))
+        curves["biou"] = biou
     return {k: values[k] for k in METRIC_KEYS if k in values}, curves

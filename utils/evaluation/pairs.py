@@ -27,6 +27,7 @@ import numpy as np
 from py_sod_metrics.utils import EPS
 from scipy.ndimage import convolve, distance_transform_edt
 
+from utils.evaluation.boundary import mask_boundary, mba_bands
 from utils.evaluation.skeleton import skeletonize
 
 #: the weighted Fβ's Gaussian (MATLAB ``fspecial('gaussian', 7, 5)``) reaches 3 pixels out.
@@ -51,6 +52,16 @@ class MaskQuantities:
     def skeleton(self) -> np.ndarray:
         """HCE's skeleton of the mask (equal to ``skimage.morphology.skeletonize``)."""
         return skeletonize(self.gt)
+
+    @cached_property
+    def mba_bands(self) -> List[np.ndarray]:
+        """mBA's five boundary bands of the mask."""
+        return mba_bands(self.gt)
+
+    @cached_property
+    def biou_boundary(self) -> np.ndarray:
+        """BIoU's boundary of the mask (boolean)."""
+        return mask_boundary(self.gt)
 
     @cached_property
     def wfm(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -217,9 +228,8 @@ def _weighted_f(metric: Any, error: np.ndarray, mask: MaskQuantities) -> Any:
     return (1 + metric.beta) * recall * precision / (recall + metric.beta * precision + EPS)
 
 
-def _histograms(pred: np.ndarray, mask: MaskQuantities) -> Tuple[np.ndarray, np.ndarray]:
+def _histograms(levels: np.ndarray, mask: MaskQuantities) -> Tuple[np.ndarray, np.ndarray]:
     """Counts of each 8-bit level of the normalised map on and off the object."""
-    levels = (pred * 255).astype(np.uint8)
     on = np.bincount(levels[mask.gt], minlength=256)
     off = np.bincount(levels.reshape(-1), minlength=256) - on
     return on, off
@@ -242,18 +252,23 @@ def _dynamic_only(metric: Any) -> bool:
 
 def add_pair(metrics: Dict[str, Any], pred: np.ndarray, gt: np.ndarray, mask: Optional[MaskQuantities] = None) -> None:
     """Append one (8-bit map, 8-bit mask) pair to pysodmetrics objects from
-    :func:`utils.evaluation.metrics.new_metrics` (keys ``fm wfm mae sm em hce``);
+    :func:`utils.evaluation.metrics.new_metrics` (keys ``fm wfm mae sm em hce mba biou``);
     ``mask`` is the mask's :class:`MaskQuantities`, built here when not given."""
     if np.shape(pred) != np.shape(gt):
         raise ValueError(f"prediction {np.shape(pred)} and mask {np.shape(gt)} differ in size")
     mask = MaskQuantities(gt) if mask is None else mask
     if "hce" in metrics:
         metrics["hce"].step(pred, gt, skeleton=mask.skeleton)
-    if not set(metrics) - {"hce"}:
+    if "mba" in metrics:
+        metrics["mba"].add(pred, mask.gt, mask.mba_bands)
+    if not set(metrics) - {"hce", "mba"}:
         return
     p, g = normalise(pred), mask.gt
     error = np.abs(np.subtract(p, g), out=np.empty_like(p)) if {"mae", "wfm"} & set(metrics) else None
-    hist = _histograms(p, mask) if {"fm", "em"} & set(metrics) else None
+    levels = (p * 255).astype(np.uint8) if {"fm", "em", "biou"} & set(metrics) else None  # the 8-bit normalised map
+    hist = _histograms(levels, mask) if {"fm", "em"} & set(metrics) else None
+    if "biou" in metrics:
+        metrics["biou"].add(levels, mask.biou_boundary)
     if "fm" in metrics:
         fm = metrics["fm"]
         if _dynamic_only(fm):

@@ -30,7 +30,19 @@ PathLike = Union[str, os.PathLike]
 log = get_logger(__name__)
 
 #: arrows for the table header: higher or lower is better.
-BETTER = {"maxFm": "↑", "meanFm": "↑", "wFm": "↑", "MAE": "↓", "Sm": "↑", "meanEm": "↑", "maxEm": "↑", "HCE": "↓"}
+BETTER = {
+    "maxFm": "↑",
+    "meanFm": "↑",
+    "wFm": "↑",
+    "MAE": "↓",
+    "Sm": "↑",
+    "meanEm": "↑",
+    "maxEm": "↑",
+    "HCE": "↓",
+    "mBA": "↑",
+    "maxBIoU": "↑",
+    "meanBIoU": "↑",
+}
 #: the tables eval.py writes in --save_dir.
 REPORT_FILES = ("results.md", "results.csv", "results.json")
 #: the distributions whose versions the metric values depend on.
@@ -194,15 +206,19 @@ def evaluate_to_folder(
     hce_rule: Optional[str] = "isnet",
     curves: bool = True,
     progress: bool = True,
+    boundary: bool = True,
 ) -> Tuple[Results, Dict[str, Any]]:
     """eval.py's job: score ``methods`` on the sets under ``gt_root`` and write the tables
-    (and curves) to ``save_dir``, which is checked writable before any metric is computed."""
+    (and curves) to ``save_dir``, which is checked writable before any metric is computed;
+    ``boundary=False`` leaves mBA and BIoU out."""
     with claim_folder(save_dir, "eval.py", "--save_dir") as owned:  # one writer; released when done
         owned.record(REPORT_FILES)
         check_writable(save_dir, "--save_dir")
         if hce_rule:
             check_opencv()
-        results, set_curves = evaluate(methods, gt_root, sets, workers, allow_missing, hce_rule=hce_rule, progress=progress)
+        results, set_curves = evaluate(
+            methods, gt_root, sets, workers, allow_missing, hce_rule=hce_rule, progress=progress, boundary=boundary
+        )
         paths: Dict[str, Any] = dict(write_reports(results, save_dir, hce_rule))
         if curves:
             owned.record(curve_files(set_curves))

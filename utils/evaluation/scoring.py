@@ -93,9 +93,9 @@ def prediction_note(path: Path, pred: np.ndarray) -> Optional[str]:
 
 
 def _evaluate_chunk(
-    items: Sequence[MaskItem], methods: Sequence[str], hce_rule: Optional[str]
+    items: Sequence[MaskItem], methods: Sequence[str], hce_rule: Optional[str], boundary: bool = True
 ) -> Tuple[Dict[str, Dict[str, Any]], ChunkOutcome]:
-    metrics, out = {m: new_metrics(hce_rule) for m in methods}, ChunkOutcome()
+    metrics, out = {m: new_metrics(hce_rule, boundary=boundary) for m in methods}, ChunkOutcome()
     for mask_path, predictions in items:
         try:
             gt, note = read_gt_mask(mask_path)
@@ -144,6 +144,7 @@ def evaluate_masks(
     hce_rule: Optional[str] = "isnet",
     progress: bool = False,
     desc: str = "",
+    boundary: bool = True,
 ) -> Tuple[Dict[str, Tuple[Dict[str, float], Dict[str, np.ndarray]]], ChunkOutcome]:
     """``({method: (metrics, curves)}, outcome)`` over ``items``, on ``workers`` processes; a
     method with no readable prediction is absent. ``outcome`` names unreadable files."""
@@ -154,13 +155,13 @@ def evaluate_masks(
     workers = max(1, min(workers, len(items)))
     if workers == 1:
         shown = tqdm(items, desc=desc, unit="mask", disable=not progress, leave=False)
-        chunks_out = [_evaluate_chunk(list(shown), methods, hce_rule)]
+        chunks_out = [_evaluate_chunk(list(shown), methods, hce_rule, boundary)]
     else:
         # contiguous chunks, a few per worker so the bar moves; merged in order afterwards
         bounds = np.linspace(0, len(items), min(len(items), workers * 4) + 1).astype(int)
         chunks = [list(items[a:b]) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
         with ProcessPoolExecutor(workers, initializer=keep_freed_memory) as pool:
-            futures = [pool.submit(_evaluate_chunk, chunk, methods, hce_rule) for chunk in chunks]
+            futures = [pool.submit(_evaluate_chunk, chunk, methods, hce_rule, boundary) for chunk in chunks]
             chunks_out = [f.result() for f in tqdm(futures, desc=desc, unit="chunk", disable=not progress, leave=False)]
     outcome = _merge_outcomes([o for _, o in chunks_out])
     for warning in outcome.warnings:
@@ -190,10 +191,12 @@ def evaluate(
     allow_missing: bool = False,
     hce_rule: Optional[str] = "isnet",
     progress: bool = True,
+    boundary: bool = True,
 ) -> Tuple[Results, Curves]:
     """Every method on every set; raises :class:`EvaluationError` for missing
     predictions unless ``allow_missing`` (then the masks without one are left out).
-    ``hce_rule`` is ``"isnet"``, ``"pysod"`` or ``None`` (no HCE)."""
+    ``hce_rule`` is ``"isnet"``, ``"pysod"`` or ``None`` (no HCE); ``boundary=False``
+    leaves mBA and BIoU out."""
     for name, root in methods.items():
         if not Path(root).is_dir():
             raise EvaluationError(f"predictions of {name}: {root}: no such folder (check --pred_root / --methods)")
@@ -259,6 +262,7 @@ def evaluate(
             hce_rule,
             progress,
             f"{set_name} ({len(present)} method{'s' * (len(present) > 1)})",
+            boundary,
         )
         if outcome.unreadable.get("masks"):
             raise EvaluationError(

@@ -37,6 +37,7 @@ class PredictConfig:
     fold_bn: bool = False  # BatchNorm folded into the conv before it (lib.fold_batchnorm)
     compile: bool = False  # torch.compile the model (the first batch compiles it)
     threads: Optional[int] = None  # torch.set_num_threads (and onnxruntime's); None: PyTorch's choice
+    keep_aspect: bool = False  # long side testsize, short side the nearest multiple of 32 (not the authors' square)
 
     def __post_init__(self) -> None:
         for name in ("testsize", "batch_size"):

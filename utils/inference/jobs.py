@@ -26,11 +26,13 @@ class Job:
     output: Path
     size_hw: Optional[Tuple[int, int]] = None  # None: the image's own size
     exif: bool = False  # turn the image as its EXIF orientation says (photos, not DIS sets)
+    cutout: Optional[Path] = None  # --cutout: where its RGBA cut-out goes (<stem>_cutout.png beside the map)
 
 
 @dataclass
 class PredictReport:
-    written: List[Path] = field(default_factory=list)
+    written: List[Path] = field(default_factory=list)  # the maps
+    cutouts: List[Path] = field(default_factory=list)  # --cutout's RGBA files
     failed: List[str] = field(default_factory=list)  # "path (reason)"
     skipped: List[str] = field(default_factory=list)  # files that are not images
 
@@ -88,10 +90,26 @@ def input_jobs(paths: Sequence[Path], out_dir: Path) -> List[Job]:
     return jobs
 
 
+def with_cutouts(jobs: Sequence[Job]) -> List[Job]:
+    """The jobs with a cut-out each, ``<map stem>_cutout.png`` beside the map (test.py ``--cutout``);
+    refused when a cut-out's name is another image's map."""
+    for job in jobs:
+        job.cutout = job.output.with_name(f"{job.output.stem}_cutout.png")
+    _refuse_shared_outputs(jobs, "a cut-out would replace another image's map")
+    return list(jobs)
+
+
+def job_outputs(jobs: Sequence[Job]) -> List[Path]:
+    """Every file the jobs write: the maps and, with ``--cutout``, the cut-outs."""
+    return [path for job in jobs for path in (job.output, job.cutout) if path is not None]
+
+
 def _refuse_shared_outputs(jobs: Sequence[Job], why: str) -> None:
     by_output: Dict[Path, List[str]] = {}
     for job in jobs:
-        by_output.setdefault(job.output, []).append(job.image.name)
+        for path in (job.output, job.cutout):
+            if path is not None:
+                by_output.setdefault(path, []).append(job.image.name)
     shared = [f"{', '.join(images)} → {output.name}" for output, images in by_output.items() if len(images) > 1]
     if shared:
         raise DatasetError(f"{why}: {'; '.join(shared)}; rename or remove one of each")

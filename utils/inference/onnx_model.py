@@ -82,9 +82,15 @@ class OnnxFSANet(nn.Module):
     def fixed_batch(self) -> Optional[int]:
         return self.input_shape[0] if isinstance(self.input_shape[0], int) else None
 
-    def check_input(self, testsize: int, batch_size: int) -> None:
-        """A ValueError, naming the fix, when the file cannot take ``testsize``/``batch_size``."""
+    def check_input(self, testsize: int, batch_size: int, keep_aspect: bool = False) -> None:
+        """A ValueError, naming the fix, when the file cannot take ``testsize``/``batch_size``
+        (or, with ``keep_aspect``, inputs that are not square)."""
         size = self.fixed_size()
+        if keep_aspect and size is not None:
+            raise ValueError(
+                f"{self.path} was exported for {size[0]}×{size[1]} inputs only; --keep_aspect needs an export "
+                "made with --dynamic (python -m utils.deploy.export ... --dynamic)"
+            )
         if size is not None and size != (testsize, testsize):
             raise ValueError(
                 f"{self.path} was exported for {size[0]}×{size[1]} inputs; run with --testsize {size[0]}"

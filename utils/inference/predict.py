@@ -11,30 +11,40 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-import cv2
-import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from lib.checkpoint import build_from_checkpoint
 from lib.hub import resolve_weights
-from utils.common.amp import AMP_DTYPES, autocast
+from utils.common.amp import AMP_DTYPES
 from utils.common.cli import set_threads
 from utils.common.devices import resolve_device
-from utils.common.fileio import atomic_write_bytes, check_writable
+from utils.common.fileio import check_writable
 from utils.common.logs import get_logger
 from utils.common.ownership import claim_folder
 from utils.common.signals import start_iterating
 from utils.data.folders import DatasetError, list_images
-from utils.data.images import IMAGE_EXTENSIONS, read_rgb
-from utils.inference.config import DEFAULT_TESTSIZE, PredictConfig
-from utils.inference.jobs import Job, PredictReport, find_test_sets, input_jobs, masks_beside, refuse_writing_into, set_jobs
-from utils.inference.processing import postprocess, preprocess
+from utils.data.images import IMAGE_EXTENSIONS, exif_orientation, image_size, read_rgb
+from utils.inference.config import PredictConfig
+from utils.inference.forward import predict_image, predict_logits
+from utils.inference.jobs import (
+    Job,
+    PredictReport,
+    find_test_sets,
+    input_jobs,
+    job_outputs,
+    masks_beside,
+    refuse_writing_into,
+    set_jobs,
+    with_cutouts,
+)
+from utils.inference.processing import input_size, postprocess, preprocess
+from utils.inference.video import SIDECAR, is_video, predict_video, probe
+from utils.inference.writing import write_cutout, write_png
 
 PathLike = Union[str, os.PathLike]
 log = get_logger(__name__)
@@ -43,8 +53,8 @@ log = get_logger(__name__)
 class _JobDataset(Dataset):
     """Decodes and resizes in DataLoader workers; a failed read yields ``ok = False``."""
 
-    def __init__(self, jobs: Sequence[Job], testsize: int) -> None:
-        self.jobs, self.testsize = list(jobs), testsize
+    def __init__(self, jobs: Sequence[Job], testsize: int, keep_aspect: bool = False) -> None:
+        self.jobs, self.testsize, self.keep_aspect = list(jobs), testsize, keep_aspect
 
     def __len__(self) -> int:
         return len(self.jobs)
@@ -56,45 +66,25 @@ class _JobDataset(Dataset):
         except Exception as error:  # noqa: BLE001  (Pillow raises many types)
             return torch.zeros(3, self.testsize, self.testsize), index, 0, 0, f"{type(error).__name__}: {error}"
         height, width = job.size_hw or (image.height, image.width)
-        return preprocess(image, self.testsize)[0], index, height, width, ""
+        size = input_size(image.height, image.width, self.testsize, self.keep_aspect)
+        return preprocess(image, size)[0], index, height, width, ""
 
 
-def write_png(array: np.ndarray, path: Path) -> None:
-    """An 8-bit PNG written through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ok, encoded = cv2.imencode(".png", array)
-    if not ok:
-        raise OSError(f"{path}: PNG encoding failed")
-    atomic_write_bytes(path, encoded.tobytes())
-
-
-def predict_logits(
-    model: nn.Module,
-    batch: torch.Tensor,
-    device: torch.device,
-    amp_dtype: Optional[torch.dtype] = None,
-    channels_last: bool = False,
-) -> torch.Tensor:
-    """P1 logits of a preprocessed batch: test.py's forward pass (also the web app's)."""
-    batch = batch.to(device, non_blocking=True)
-    if channels_last:
-        batch = batch.contiguous(memory_format=torch.channels_last)
-    with autocast(device.type, amp_dtype):
-        return model(batch)[0]
-
-
-@torch.inference_mode()
-def predict_image(
-    model: nn.Module,
-    image: Image.Image,
-    testsize: int = DEFAULT_TESTSIZE,
-    device: Optional[torch.device] = None,
-    amp_dtype: Optional[torch.dtype] = None,
-    size_hw: Optional[Tuple[int, int]] = None,
-) -> np.ndarray:
-    """One RGB image → its test.py map (H×W uint8, at ``size_hw`` or the image's size)."""
-    logits = predict_logits(model, preprocess(image, testsize), device or torch.device("cpu"), amp_dtype)
-    return postprocess(logits[0], size_hw or (image.height, image.width))
+def same_size_batches(jobs: Sequence[Job], testsize: int, batch_size: int) -> List[List[int]]:
+    """Job indices in batches of at most ``batch_size`` whose images share their ``--keep_aspect``
+    input size (read from the headers, EXIF turns included); an unreadable image gets a batch of
+    its own (its error is reported when it is decoded)."""
+    groups: Dict[Tuple[int, int], List[int]] = {}
+    for index, job in enumerate(jobs):
+        try:
+            width, height = image_size(job.image)
+            if job.exif and exif_orientation(job.image) in (5, 6, 7, 8):  # turned by 90°
+                width, height = height, width
+            key = input_size(height, width, testsize, keep_aspect=True)
+        except Exception:  # noqa: BLE001  reported by the dataset
+            key = (-index, -index)
+        groups.setdefault(key, []).append(index)
+    return [group[i : i + batch_size] for group in groups.values() for i in range(0, len(group), batch_size)]
 
 
 def load_predictor(config: PredictConfig) -> Tuple[nn.Module, torch.device]:
@@ -116,7 +106,7 @@ def load_predictor(config: PredictConfig) -> Tuple[nn.Module, torch.device]:
                 "exported (onnxruntime applies its own graph optimisations)"
             )
         model = OnnxFSANet(onnx, resolve_device(device).type if device else "cpu")
-        model.check_input(config.testsize, config.batch_size)
+        model.check_input(config.testsize, config.batch_size, config.keep_aspect)
         log.info("%s: onnxruntime, input %s", onnx, model.input_shape)
         return model, torch.device("cpu")
     device = resolve_device(device)
@@ -153,12 +143,18 @@ def predict_jobs(
     report = report or PredictReport()
     device = device or torch.device("cpu")
     model.eval()
-    loader = DataLoader(
-        _JobDataset(jobs, config.testsize),
-        batch_size=config.batch_size,
-        num_workers=config.workers,
-        pin_memory=device.type == "cuda",
-    )
+    dataset = _JobDataset(jobs, config.testsize, config.keep_aspect)
+    if config.keep_aspect and config.batch_size > 1:  # a batch holds images of one input size
+        loader = DataLoader(
+            dataset,
+            batch_sampler=same_size_batches(jobs, config.testsize, config.batch_size),
+            num_workers=config.workers,
+            pin_memory=device.type == "cuda",
+        )
+    else:
+        loader = DataLoader(
+            dataset, batch_size=config.batch_size, num_workers=config.workers, pin_memory=device.type == "cuda"
+        )
     batches = start_iterating(loader)  # a stop while the workers start is raised once they are up
     for images, indices, heights, widths, errors in tqdm(
         batches, total=len(loader), desc=desc, unit="batch", disable=not progress
@@ -180,8 +176,12 @@ def predict_jobs(
             )
         for row, i in enumerate(keep):
             job = jobs[int(indices[i])]
-            write_png(postprocess(logits[row], (int(heights[i]), int(widths[i]))), job.output)
+            prob_map = postprocess(logits[row], (int(heights[i]), int(widths[i])))
+            write_png(prob_map, job.output)
             report.written.append(job.output)
+            if job.cutout is not None:
+                write_cutout(job, prob_map)
+                report.cutouts.append(job.cutout)
     return report
 
 
@@ -192,6 +192,7 @@ def run_prediction(
     sets: Optional[Sequence[str]] = None,
     input: Optional[PathLike] = None,  # noqa: A002  (test.py's --input)
     progress: bool = True,
+    cutout: bool = False,
 ) -> PredictReport:
     """test.py's job: load the model once, predict every set under ``test_path`` (or the
     images of ``input``), write the maps under ``save_path``; returns what was written.
@@ -200,6 +201,8 @@ def run_prediction(
         resolve_weights(config.pth_path)  # a hub id: fetched, or found in the cache, before any other work
     report = PredictReport()
     save_path = Path(save_path)
+    if input and is_video(input):
+        return _run_video(config, save_path, Path(input), progress, cutout, report)
     if input:
         images = list_images(input, report.skipped)
         if not images:
@@ -216,8 +219,10 @@ def run_prediction(
         work = [(name, set_jobs(images, masks, save_path / name, report)) for name, images, masks in sets]
         inputs = [folder for _, images, masks in sets for folder in (images, masks) if folder is not None]
         refuse_writing_into([job for _, jobs in work for job in jobs], inputs, below=inputs)
+    if cutout:  # <stem>_cutout.png beside each map
+        work = [(name, with_cutouts(jobs)) for name, jobs in work]
     with claim_folder(save_path, "test.py", "--save_path") as owned:  # one writer; released when done
-        outputs = [os.path.abspath(job.output) for _, jobs in work for job in jobs]  # as opened, whatever the cwd
+        outputs = [os.path.abspath(path) for _, jobs in work for path in job_outputs(jobs)]  # as opened, whatever the cwd
         owned.check(outputs)
         for folder in sorted({job.output.parent for _, jobs in work for job in jobs}):
             check_writable(folder, "--save_path")
@@ -229,15 +234,41 @@ def run_prediction(
                 log.warning("%s: no images to predict (its image folder is empty); no map written for it", name)
             predict_jobs(model, jobs, config, device, progress=progress, desc=name, report=report)
             log.info(
-                "%s: %d maps written in %s",
+                "%s: %d maps%s written in %s",
                 name,
                 len(report.written) - before,
+                " and their cut-outs" if cutout else "",
                 save_path / name if name != "input" else save_path,
             )
         if report.skipped:
             log.warning("not images, skipped: %s", ", ".join(report.skipped))
         if report.failed:
             log.warning("%d images could not be read: %s", len(report.failed), "; ".join(report.failed))
+    return report
+
+
+def _run_video(
+    config: PredictConfig, save_path: Path, video: Path, progress: bool, cutout: bool, report: PredictReport
+) -> PredictReport:
+    """test.py ``--input VIDEO``: the frames' maps in ``<save_path>/<video stem>/`` (utils.inference.video)."""
+    fps, expected, width, height = probe(video)  # an unreadable video is refused before the model loads
+    out_dir = save_path / video.stem
+    with claim_folder(save_path, "test.py", "--save_path") as owned:
+        check_writable(save_path, "--save_path")
+        model, device = load_predictor(config)
+        count = predict_video(model, device, config, video, out_dir, owned, report, cutout, progress)
+    log.info(
+        "%s: %d frames (%dx%d, %.3g fps) → %d maps%s in %s (frame rate in %s)",
+        video.name,
+        count,
+        width,
+        height,
+        fps,
+        len(report.written),
+        " and their cut-outs" if cutout else "",
+        out_dir,
+        out_dir / SIDECAR,
+    )
     return report
 
 

@@ -8,7 +8,7 @@ normalisation. Post: P1 logits → bilinear to the mask's size
 
 from __future__ import annotations
 
-from typing import NamedTuple, Tuple, Union
+from typing import NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -16,6 +16,17 @@ import torch.nn.functional as F
 from PIL import Image
 
 from utils.data.transforms import image_to_tensor, resize_8bit
+
+
+def input_size(height: int, width: int, testsize: int, keep_aspect: bool = False) -> Tuple[int, int]:
+    """The (H, W) an image is resized to: the authors' ``testsize``×``testsize`` square, or with
+    ``keep_aspect`` the long side ``testsize`` and the short side the nearest multiple of 32 (at
+    least 32) of its proportional length."""
+    if not keep_aspect:
+        return testsize, testsize
+    if height >= width:
+        return testsize, max(32, int(round(width * testsize / height / 32)) * 32)
+    return max(32, int(round(height * testsize / width / 32)) * 32), testsize
 
 
 def preprocess(image: Image.Image, size: Union[int, Tuple[int, int]]) -> torch.Tensor:
@@ -41,6 +52,15 @@ def postprocess(logits: torch.Tensor, size_hw: Tuple[int, int]) -> np.ndarray:
     prob = torch.sigmoid(F.interpolate(logits, size=tuple(size_hw), mode="bilinear", align_corners=False))
     prob = (prob - prob.min()) / (prob.max() - prob.min() + 1e-8)
     return np.rint(prob[0, 0].cpu().numpy() * 255).clip(0, 255).astype(np.uint8)
+
+
+def cutout(image: np.ndarray, alpha: np.ndarray, own_alpha: Optional[np.ndarray] = None) -> np.ndarray:
+    """H×W×4 RGBA: the photo's RGB with ``alpha`` (a map, H×W uint8) as its alpha channel,
+    limited by the photo's own alpha when it has one (a pixel transparent in the input stays
+    transparent). test.py ``--cutout`` gives the map itself; the web app the thresholded map."""
+    if own_alpha is not None:
+        alpha = np.minimum(alpha, own_alpha)
+    return np.dstack([image, alpha.astype(np.uint8)])
 
 
 class MapDifference(NamedTuple):

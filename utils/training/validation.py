@@ -14,7 +14,7 @@ from utils.common.logs import get_logger
 from utils.data.images import read_gt_mask, read_rgb
 from utils.data.pairing import scan_pairs
 from utils.evaluation.metrics import new_metrics, step_metrics, summarize
-from utils.inference.predict import predict_image
+from utils.inference.forward import predict_image
 
 log = get_logger(__name__)
 

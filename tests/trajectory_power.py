@@ -1,8 +1,8 @@
 """The power of the float64 trajectory test: break the recipe one way at a time and report
 which figures of ``tests/test_training_trajectory.py`` fail, and by how much.
 
-    python -m bench.trajectory_power                 # every change (about a minute each, 1 thread)
-    python -m bench.trajectory_power clamp lr        # only the changes whose name holds a word
+    python tests/trajectory_power.py                 # every change (about a minute each, 1 thread)
+    python tests/trajectory_power.py clamp lr        # only the changes whose name holds a word
 
 Each change is applied by patching the function the recipe calls (nothing in the library is
 edited), the six float64 steps are run exactly as the test runs them, and the rows of
@@ -20,18 +20,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
+import test_training_trajectory as trajectory_test  # run as a script from tests/: its conftest import sets the path
 import torch
 import torch.nn.functional as F
+from conftest import load_manifest
+from official_weights import recipe_state_dict
 
-ROOT = Path(__file__).resolve().parents[1]
-for folder in (ROOT, ROOT / "tests", ROOT / "tests" / "fixtures"):
-    sys.path.insert(0, str(folder))
-
-import test_training_trajectory as trajectory_test  # noqa: E402
-from conftest import load_manifest  # noqa: E402
-from official_weights import recipe_state_dict  # noqa: E402
-
-from utils.training import recipe  # noqa: E402
+from utils.training import recipe
 
 
 @contextlib.contextmanager
