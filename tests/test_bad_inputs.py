@@ -320,20 +320,20 @@ def test_input_images_sharing_a_stem_get_two_maps(tmp_path, small_checkpoint, ca
 
 
 def test_a_full_disk_during_prediction_keeps_the_maps_already_written(tmp_path, small_checkpoint, monkeypatch, caplog):
-    import utils.inference.predict
+    import utils.inference.writing
 
     photos = tmp_path / "photos"
     photos.mkdir()
     for name in ("a.png", "b.png"):
         Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(photos / name)
-    real_write = utils.inference.predict.atomic_write_bytes
+    real_write = utils.inference.writing.atomic_write_bytes  # the map writer (utils/inference/writing.py)
 
     def filling_disk(path, data):
         if path.name == "b.png":
             raise OSError(errno.ENOSPC, f"no space left on device while writing {path}; nothing was written")
         return real_write(path, data)
 
-    monkeypatch.setattr(utils.inference.predict, "atomic_write_bytes", filling_disk)
+    monkeypatch.setattr(utils.inference.writing, "atomic_write_bytes", filling_disk)
     with caplog.at_level(logging.ERROR):
         assert _predict(small_checkpoint, "--input", str(photos), "--save_path", str(tmp_path / "maps")) == 2
     assert "no space left on device" in caplog.text and "Traceback" not in caplog.text

@@ -171,3 +171,19 @@ def test_summaries_carry_the_keys():
     add_pair(metrics, gt.copy(), gt)
     values, curves = summarize(metrics)
     assert values["mBA"] == 1.0 and values["maxBIoU"] == 1.0 and curves["biou"].shape == (256,)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 300), (37, 71), (611, 377), (700, 1300)])
+def test_bit_level_bands_equal_opencvs_gradients(shape):
+    """mBA's bands on 64-pixel words, pixel for pixel and in count, against cv2.morphologyEx."""
+    from utils.evaluation.boundary import mba_bands
+
+    rng = np.random.default_rng(shape[0])
+    gt = rng.random(shape) > 0.6
+    if shape[0] > 100:  # DIS-like: large solid parts, thin lines, the border touched
+        gt = _dis_like(rng, *shape)[1] > 128
+    bands = mba_bands(gt)
+    for radius, got, size in zip(mba_radii(*shape), bands.masks(), bands.sizes):
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+        expected = cv2.morphologyEx(gt.astype(np.uint8), cv2.MORPH_GRADIENT, kernel) > 0
+        assert np.array_equal(got, expected) and size == int(expected.sum()), radius

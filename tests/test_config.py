@@ -21,7 +21,7 @@ from utils.training.config import TrainConfig
 from utils.training.start import prepare_model
 
 #: flags that are the script's own, not the prediction config's
-TEST_ONLY = {"save_path", "test_path", "sets", "input", "no_progress"}
+TEST_ONLY = {"save_path", "test_path", "sets", "input", "no_progress", "cutout"}
 APP_ONLY = {"config", "threshold", "max_pixels", "max_file_size", "host", "port", "keep_results"}
 
 

@@ -435,7 +435,7 @@ def test_a_training_file_deleted_mid_run_ends_in_one_line(tmp_path, synthetic_tr
     assert "Original Traceback" not in caplog.text
 
 
-def die_in_the_worker(items, methods, hce_rule):  # what the OOM killer does to an eval worker
+def die_in_the_worker(items, methods, hce_rule, *options):  # what the OOM killer does to an eval worker
     os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -184,6 +184,14 @@ def test_a_dynamic_onnx_file_runs_at_the_images_aspect(tmp_path, small):
         b = np.asarray(Image.open(tmp_path / "x" / f"{stem}.png")).astype(int)
         assert a.shape == b.shape and np.abs(a - b).max() <= 1
     assert test_cli.main(["--onnx", str(fixed), "--save_path", str(tmp_path / "f"), *common]) == 2
+    # the web app runs the same file at its own --testsize and the image's aspect
+    from utils.deploy.webapp import Segmenter
+    from utils.inference.onnx_model import OnnxFSANet
+
+    for testsize in (64, 96):
+        served = Segmenter(OnnxFSANet(dynamic), testsize, keep_aspect=True).predict(photos / "wide.png")
+        eager = Segmenter(model, testsize, keep_aspect=True).predict(photos / "wide.png")
+        assert served.map.shape == (60, 130) and np.abs(served.map.astype(int) - eager.map.astype(int)).max() <= 1
 
 
 def test_the_web_app_takes_keep_aspect(tmp_path, small):

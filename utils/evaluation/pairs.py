@@ -27,7 +27,7 @@ import numpy as np
 from py_sod_metrics.utils import EPS
 from scipy.ndimage import convolve, distance_transform_edt
 
-from utils.evaluation.boundary import mask_boundary, mba_bands
+from utils.evaluation.boundary import MbaBands, mask_boundary, mba_bands
 from utils.evaluation.skeleton import skeletonize
 
 #: the weighted Fβ's Gaussian (MATLAB ``fspecial('gaussian', 7, 5)``) reaches 3 pixels out.
@@ -54,7 +54,7 @@ class MaskQuantities:
         return skeletonize(self.gt)
 
     @cached_property
-    def mba_bands(self) -> List[np.ndarray]:
+    def mba_bands(self) -> MbaBands:
         """mBA's five boundary bands of the mask."""
         return mba_bands(self.gt)
 
