@@ -83,8 +83,9 @@ def train_argv(root: Path, data: Path, *extra: str) -> list:
     return ["--train_path", str(data), "--out_root", str(root), *fast, "--rates", "1", *TINY_MODEL_ARGS, *extra]
 
 
-def start_train(argv: list) -> "subprocess.Popen":
-    """train.py ``argv`` in a process of its own (one thread), its output captured as text."""
+def start_train(argv: list, new_session: bool = False) -> "subprocess.Popen":
+    """train.py ``argv`` in a process of its own (one thread), its output captured as text;
+    ``new_session``: in a process group of its own, as a shell job or a SLURM step runs."""
     repo = Path(__file__).resolve().parents[1]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(repo))
     return subprocess.Popen(
@@ -94,7 +95,21 @@ def start_train(argv: list) -> "subprocess.Popen":
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=new_session,
     )
+
+
+@pytest.fixture(scope="session")
+def small_pth(tmp_path_factory) -> Path:
+    """A seeded ``fsanet_small`` in this project's checkpoint layout (a module may define its own)."""
+    from lib.configs import get_config
+    from lib.FSANet import build_fsanet
+    from lib.saving import save_checkpoint
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("small") / "small.pth"
+    save_checkpoint(path, build_fsanet(get_config("fsanet_small")).eval())
+    return path
 
 
 def train_args(root: Path, data: Path, *extra: str):

@@ -14,54 +14,36 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, train_argv
+from conftest import ROOT, start_train, train_argv
 
 import eval as eval_cli
 import test as test_cli
 from lib.configs import get_config
 from lib.FSANet import build_fsanet
-from lib.saving import save_checkpoint
 from utils.data.synthetic import write_dataset
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 
-@pytest.fixture(scope="module")
-def small_pth(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "small.pth"
-    save_checkpoint(path, build_fsanet(get_config("fsanet_small")).eval())
-    return path
-
-
 # ----------------------------------------------------------------------------- 1. the demo runs twice
+
+
+def _demo(cwd: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(ROOT / "demo.py"), "--quick", "--out", "results/demo"]
+    return subprocess.run(command, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600)
 
 
 def test_the_demo_runs_twice_into_the_same_folder(tmp_path):
     for _ in range(2):
-        run = subprocess.run(
-            [sys.executable, str(ROOT / "demo.py"), "--quick", "--out", "results/demo"],
-            cwd=tmp_path,
-            env=ENV,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        run = _demo(tmp_path)
         assert run.returncode == 0, run.stdout + run.stderr
     out = tmp_path / "results" / "demo"
     assert (out / "results" / "eval" / "results.json").exists()
     assert sorted(p.name for p in out.iterdir()) == [".fsanet-outputs", "checkpoints", "data", "figures", "logs", "results"]
-    # a file of the user's beside the demo's folders still stops it, and is left alone
+    # a file of the user's beside the demo's folders is not in its way, and is left alone
     (out / "notes.txt").write_text("mine")
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "demo.py"), "--quick", "--out", "results/demo"],
-        cwd=tmp_path,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stdout + run.stderr  # a name the demo never writes is not in its way
+    run = _demo(tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
     assert (out / "notes.txt").read_text() == "mine"
 
 
@@ -132,15 +114,7 @@ def test_a_stop_signalled_to_the_process_group_is_reported_as_a_stop(tmp_path, s
     DataLoader workers included: whichever dies first, the run reports a stop (exit 130),
     the intact checkpoint and the --resume command, never an out-of-memory worker."""
     argv = train_argv(tmp_path, synthetic_train, "--epoch", "500", "--save_every", "1000", "--workers", "2")
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), *argv],
-        cwd=ROOT,
-        env=ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its own process group, as a shell job or a SLURM step has
-    )
+    process = start_train(argv, new_session=True)  # its own process group, as a shell job or a SLURM step has
     log_file = tmp_path / "logs" / "FSANet" / "train.log"
     deadline = time.time() + 300
     while not (log_file.exists() and "epoch 2/500" in log_file.read_text()):

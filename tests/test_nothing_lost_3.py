@@ -26,23 +26,12 @@ from PIL import Image, PngImagePlugin
 
 import test as test_cli
 import train as train_cli
-from lib.configs import get_config
-from lib.FSANet import build_fsanet
-from lib.saving import save_checkpoint
 from utils.common.ownership import LOCK, MANIFEST, OwnershipError, claim_folder, read_manifest
 from utils.data.images import ACCEPTED_FORMATS, IMAGE_FORMATS, ImageReadError, read_gt_mask, read_rgb
 from utils.data.synthetic import make_sample, write_dataset
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 FAST = ["--testsize", "64", "--workers", "0", "--no_progress", "--device", "cpu"]
-
-
-@pytest.fixture(scope="module")
-def small_pth(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "small.pth"
-    save_checkpoint(path, build_fsanet(get_config("fsanet_small")).eval())
-    return path
 
 
 def _photo(path: Path, seed: int = 0) -> Path:
