@@ -1,9 +1,9 @@
-"""The whole pipeline on generated DIS-like data, on a CPU, in under a minute:
+"""The whole pipeline on generated DIS-like data, on a CPU, in about a minute:
 
     generate data → train a small FSANet → predict (test.py's code) → score (eval.py's) → figures
 
-    python demo.py                  # ~45 s on 2 CPU cores; everything under results/demo/
-    python demo.py --quick          # ~10 s: fewer images, two short epochs (what the tests run)
+    python demo.py                  # ~50 s on one thread (AMD EPYC Zen 4); everything under results/demo/
+    python demo.py --quick          # ~30 s: fewer images, two short epochs (what the tests run)
 
 The model is the ``fsanet_small`` configuration (lib/configs.py) with random backbones,
 so the numbers only show that every stage works, not the paper's accuracy.
