@@ -81,7 +81,7 @@ def same_size_batches(jobs: Sequence[Job], testsize: int, batch_size: int) -> Li
             if job.exif and exif_orientation(job.image) in (5, 6, 7, 8):  # turned by 90°
                 width, height = height, width
             key = input_size(height, width, testsize, keep_aspect=True)
-        except Exception:  # noqa: BLE001  reported by the dataset
+        except OSError:  # an unreadable file (ImageReadError): reported when the dataset decodes it
             key = (-index, -index)
         groups.setdefault(key, []).append(index)
     return [group[i : i + batch_size] for group in groups.values() for i in range(0, len(group), batch_size)]

@@ -22,13 +22,14 @@ from torch import nn
 from tqdm import tqdm
 
 from utils.common.amp import AMP_DTYPES
-from utils.common.fileio import atomic_write_bytes, atomic_write_text
+from utils.common.fileio import atomic_write_text
 from utils.common.ownership import OutputFolder
 from utils.data.folders import DatasetError
 from utils.inference.config import PredictConfig
 from utils.inference.forward import predict_logits
 from utils.inference.jobs import PredictReport
 from utils.inference.processing import cutout, input_size, postprocess, preprocess
+from utils.inference.writing import write_png
 
 PathLike = Union[str, os.PathLike]
 
@@ -77,14 +78,6 @@ def frame_outputs(out_dir: Path, index: int, with_cutout: bool) -> List[Path]:
     return [out_dir / name for name in names]
 
 
-def _write(path: Path, array: np.ndarray) -> None:
-    """An 8-bit grey or RGBA PNG, written whole or not at all."""
-    ok, encoded = cv2.imencode(".png", cv2.cvtColor(array, cv2.COLOR_RGBA2BGRA) if array.ndim == 3 else array)
-    if not ok:
-        raise OSError(f"{path}: PNG encoding failed")
-    atomic_write_bytes(path, encoded.tobytes())
-
-
 @torch.inference_mode()
 def predict_video(
     model: nn.Module,
@@ -114,10 +107,10 @@ def predict_video(
             outputs = frame_outputs(out_dir, index, with_cutout)
             if index >= expected:  # the container's count was short: record before writing
                 owned.record([os.path.abspath(p) for p in outputs])
-            _write(outputs[0], prob_map)
+            write_png(prob_map, outputs[0])
             report.written.append(outputs[0])
             if with_cutout:
-                _write(outputs[1], cutout(rgb, prob_map))
+                write_png(cutout(rgb, prob_map), outputs[1])
                 report.cutouts.append(outputs[1])
         bar.update(len(batch_frames))
         batch.clear()

@@ -16,9 +16,9 @@ from utils.inference.processing import cutout
 
 
 def write_png(array: np.ndarray, path: Path) -> None:
-    """An 8-bit PNG written through a temporary file and a rename."""
+    """An 8-bit PNG (H×W grey, or H×W×4 RGBA) written through a temporary file and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    ok, encoded = cv2.imencode(".png", array)
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(array, cv2.COLOR_RGBA2BGRA) if array.ndim == 3 else array)
     if not ok:
         raise OSError(f"{path}: PNG encoding failed")
     atomic_write_bytes(path, encoded.tobytes())
@@ -30,8 +30,4 @@ def write_cutout(job: Job, prob_map: np.ndarray) -> None:
     image, own_alpha = read_rgb_and_alpha(job.image, exif_orientation=job.exif)
     if (image.height, image.width) != prob_map.shape:  # a test set's map at its mask's size
         prob_map = np.asarray(Image.fromarray(prob_map).resize((image.width, image.height), Image.BILINEAR))
-    rgba = cutout(np.asarray(image), prob_map, own_alpha)
-    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
-    if not ok:
-        raise OSError(f"{job.cutout}: PNG encoding failed")
-    atomic_write_bytes(job.cutout, encoded.tobytes())
+    write_png(cutout(np.asarray(image), prob_map, own_alpha), job.cutout)
