@@ -114,7 +114,7 @@ def make_segmenter(args: argparse.Namespace):
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging()
-    from lib.keymap import CheckpointError
+    from lib.weights import CheckpointError
     from utils.deploy.webapp import PAGE_CSS, build_app, check_port, parse_file_size, require_app_extra
     from utils.inference.onnx_model import OnnxError
 

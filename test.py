@@ -106,7 +106,7 @@ def run_test(args: argparse.Namespace):
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging()
-    from lib.keymap import CheckpointError
+    from lib.weights import CheckpointError
     from utils.common.extras import MissingExtraError
     from utils.common.fileio import OutputError
     from utils.common.signals import stop_behind, stop_handlers

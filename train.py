@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from lib.configs import CHECKPOINT_PARTS, CONFIGS
-from models.names import FREQUENCY_BACKBONES, SPATIAL_BACKBONES
+from models.registry import BACKBONES, FAMILY_FLAGS, FREQUENCY_BACKBONES, ROLE_FLAGS, SPATIAL_BACKBONES, backbone_names
 from utils.common.cli import (
     EXIT_INTERRUPTED,
     EXIT_REFUSED,
@@ -51,6 +51,11 @@ def _checkpoint_part(text: str) -> str:
             f"--grad_checkpoint takes parts of {' '.join(CHECKPOINT_PARTS)} or all; got {text!r}"
         )
     return text
+
+
+def _layouts_help(role: str) -> str:
+    """``backbone: layouts`` of every backbone the role allows (from the backbone table)."""
+    return "; ".join(f"{name}: {', '.join(BACKBONES[name].layouts)}" for name in backbone_names(role))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,9 +148,17 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--drop_path", type=probability, default=None, help="spatial encoder stochastic depth (the paper's 0.1)"
     )
-    model.add_argument("--pvt_weights", default=None, help="ImageNet PVT-v2 file (official or timm keys)")
-    model.add_argument("--resnet_weights", default=None, help="torchvision ResNet-50 ImageNet file")
-    model.add_argument("--res2net_weights", default=None, help="official Res2Net-50 v1b 26w×4s ImageNet file")
+    for role, flag in ROLE_FLAGS.items():
+        model.add_argument(
+            flag,
+            default=None,
+            help=f"ImageNet file of the {role} encoder, in a layout its backbone accepts ({_layouts_help(role)})",
+        )
+    for family, flag in FAMILY_FLAGS.items():
+        roles = sorted({role for spec in BACKBONES.values() if spec.family == family for role in spec.roles})
+        model.add_argument(
+            flag, default=None, help=f"alias of {' / '.join(ROLE_FLAGS[r] for r in roles)} for a {family} encoder"
+        )
     model.add_argument(
         "--random_backbones",
         action="store_true",
@@ -233,7 +246,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _train(config: TrainConfig, run_dir: Path, log) -> int:
-    from lib.keymap import CheckpointError
+    from lib.weights import CheckpointError
     from utils.common.fileio import OutputError
     from utils.common.signals import stop_behind
     from utils.data.dataset import loader_failure

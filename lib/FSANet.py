@@ -1,136 +1,49 @@
-"""FSANet: frequency- and scale-aware network for dichotomous image segmentation
-(Jiang et al., IEEE TNNLS 2024).
+"""FSANet (Jiang et al., IEEE TNNLS 2024): the network of :mod:`lib.network` with the
+Hugging Face Hub's ``from_pretrained`` / ``save_pretrained`` / ``push_to_hub``
+(huggingface_hub's mixin, the field's convention).
 
-    spatial encoder (PVT-v2-b2) ─┐
-                                 ├─ MF ─ CSFM ─ HCF ×4 ─ SFF ×3 (shared) ─ heads ─ P1..P4
-    frequency branch (ResNet-50) ┘
-
-``FSANet()`` builds the paper's configuration with random weights and no file
-access; load real weights with :func:`lib.checkpoint.load_fsanet_weights`, or
-``FSANet.from_pretrained("owner/name" or a folder)`` / ``save_pretrained`` /
-``push_to_hub`` (huggingface_hub's mixin; the folder's files: :mod:`lib.hub`).
+``FSANet()`` builds the paper's configuration with random weights and no file access.
+The Hub methods hold no file code: they hand over to the one reader and writer of
+:mod:`lib.weights` (``open_weights`` / ``write_pretrained``). Other weights:
+``lib.checkpoint.build_from_checkpoint(path)`` or ``load_fsanet_weights(model, path)``.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Dict, NamedTuple, Optional, Sequence, Union
+from typing import Any, Dict, Optional, Union
 
-import torch
-import torch.utils.checkpoint
 from huggingface_hub import ModelCard, PyTorchModelHubMixin
-from torch import nn
 
-from lib.configs import CONFIGS
-from lib.context_fusion import HierarchicalContextFusion
-from lib.feature_fusion import SelectiveFeatureFusion
-from lib.frequency import FrequencyBranch
-from lib.head import PredictionHead
-from lib.hub import CARD_TAGS, LIBRARY_NAME, PIPELINE_TAG, WEIGHTS_NAME, hub_file, model_card, read_results, write_pretrained
-from lib.modality_fusion import MultiModalityFusion
-from lib.scale_fusion import CollaborativeScaleFusion
-from models.backbones import build_spatial_encoder
-
-#: the paper's configuration (``lib.configs``); every key is a constructor argument of :class:`FSANet`.
-DEFAULT_CONFIG: Dict[str, Any] = CONFIGS["fsanet"]
-
-#: config keys that do not change the weights' shapes (training-time values only).
-NON_ARCHITECTURE_KEYS = ("radius", "drop_path_rate")
-
-from lib.configs import CHECKPOINT_PARTS, INPUT_MULTIPLE, checkpoint_parts  # noqa: E402,F401  (re-exported)
-
-
-class FSANetOutput(NamedTuple):
-    """FSANet's outputs, each B×1×H×W at the input's size: the four side outputs P1 (the
-    prediction) to P4, logits before the sigmoid, and the high-pass frequency map. A tuple,
-    so ``p1, p2, p3, p4, freq = model(x)`` and ``model(x)[0]`` work as before."""
-
-    p1: torch.Tensor
-    p2: torch.Tensor
-    p3: torch.Tensor
-    p4: torch.Tensor
-    frequency_map: torch.Tensor
-
-
-def check_input(x: torch.Tensor) -> None:
-    """Raise a ValueError unless ``x`` is B×3×H×W with H, W multiples of 32."""
-    if x.ndim != 4 or x.shape[1] != 3:
-        raise ValueError(f"FSANet expects a B×3×H×W RGB batch, got shape {tuple(x.shape)}")
-    height, width = x.shape[-2:]
-    if height % INPUT_MULTIPLE or width % INPUT_MULTIPLE or height == 0 or width == 0:
-        fit = [max(INPUT_MULTIPLE, round(s / INPUT_MULTIPLE) * INPUT_MULTIPLE) for s in (height, width)]
-        raise ValueError(
-            f"FSANet needs H and W that are multiples of {INPUT_MULTIPLE}, got {height}×{width}; "
-            f"resize the input, e.g. to {fit[0]}×{fit[1]}"
-        )
+from lib.configs import CHECKPOINT_PARTS, INPUT_MULTIPLE, NON_ARCHITECTURE_KEYS, checkpoint_parts  # noqa: F401
+from lib.network import DEFAULT_CONFIG, FSANetNetwork, FSANetOutput, build_network, check_input  # noqa: F401
+from lib.weights import CheckpointError, build_model, open_weights, write_pretrained
+from lib.weights.model_card import CARD_TAGS, LIBRARY_NAME, PIPELINE_TAG, model_card, read_results
 
 
 class FSANet(
-    nn.Module,
+    FSANetNetwork,
     PyTorchModelHubMixin,
     library_name=LIBRARY_NAME,
     pipeline_tag=PIPELINE_TAG,
     tags=list(CARD_TAGS),
     license="other",
 ):
-    """FSANet as the authors' released model computes it.
+    """FSANet as the authors' released model computes it, with the Hub's methods.
 
-    Args:
-        backbone: spatial encoder, a key of ``models.backbones.SPATIAL_BACKBONES``
-            (``pvt_v2_b0``..``pvt_v2_b5``, ``res2net50``).
-        freq_backbone: frequency encoder, ``resnet50`` or ``res2net50``.
-        channels: CSFM widths at strides 4, 8, 16, 32; encoders of other widths
-            get 1×1 projections.
-        decoder_channels: width of HCF, SFF and the heads.
-        radius: initial high-pass radius (the authors' 100).
-        drop_path_rate: stochastic depth of the spatial encoder, active in training
-            only. 0.1 is what ``pvt_v2_b2`` in the authors' ``lib/pvtv2.py`` sets.
-
-    ``forward(x: B×3×H×W ImageNet-normalised, H, W multiples of 32)
-    -> (P1, P2, P3, P4, frequency_map)``, each B×1×H×W; P1..P4 are logits, P1 is
-    the prediction, the frequency map is the high-pass image fed to the frequency
-    encoder.
+    The constructor's arguments and the outputs are :class:`lib.network.FSANetNetwork`'s:
+    ``FSANet(backbone, freq_backbone, channels, decoder_channels, radius, drop_path_rate)``,
+    ``forward(x) -> FSANetOutput(p1, p2, p3, p4, frequency_map)``.
     """
 
-    def __init__(
-        self,
-        backbone: str = DEFAULT_CONFIG["backbone"],
-        freq_backbone: str = DEFAULT_CONFIG["freq_backbone"],
-        channels: Sequence[int] = DEFAULT_CONFIG["channels"],
-        decoder_channels: int = DEFAULT_CONFIG["decoder_channels"],
-        radius: float = DEFAULT_CONFIG["radius"],
-        drop_path_rate: float = DEFAULT_CONFIG["drop_path_rate"],
-    ) -> None:
-        super().__init__()
-        channels = tuple(int(c) for c in channels)
-        self.config: Dict[str, Any] = {
-            "backbone": backbone,
-            "freq_backbone": freq_backbone,
-            "channels": list(channels),
-            "decoder_channels": int(decoder_channels),
-            "radius": float(radius),
-            "drop_path_rate": float(drop_path_rate),
-        }
-        self.spatial_encoder = build_spatial_encoder(backbone, channels, drop_path_rate)
-        self.frequency_branch = FrequencyBranch(freq_backbone, radius)
-        self.modality_fusion = MultiModalityFusion(self.frequency_branch.out_channels, channels)
-        self.scale_fusion = CollaborativeScaleFusion(channels)
-        level_channels = (channels[0], *self.scale_fusion.out_channels)
-        self.context_fusion = nn.ModuleList(HierarchicalContextFusion(c, decoder_channels) for c in level_channels)
-        self.feature_fusion = SelectiveFeatureFusion(decoder_channels)
-        self.head = PredictionHead(decoder_channels)
-        self.checkpointed: frozenset = frozenset()  # decoder parts recomputed in backward
-
-    # ------------------------------------------------------------------ the Hub (huggingface_hub's mixin)
-
     def _save_pretrained(self, save_directory: Path) -> None:
-        """``save_pretrained``: ``model.safetensors`` + ``config.json`` (:func:`lib.hub.write_pretrained`)."""
+        """``save_pretrained``: ``model.safetensors`` + ``config.json`` (:func:`lib.weights.write_pretrained`)."""
         write_pretrained(save_directory, self)
 
     def generate_model_card(self, *args: Any, results: Union[None, str, os.PathLike, dict] = None, **kwargs: Any):
-        """The folder's README.md (:func:`lib.hub.model_card`); ``results``: eval.py's results.json
-        (``save_pretrained(folder, model_card_kwargs={"results": path})``)."""
+        """The folder's README.md (:func:`lib.weights.model_card.model_card`); ``results``: eval.py's
+        results.json (``save_pretrained(folder, model_card_kwargs={"results": path})``)."""
         table = read_results(results) if isinstance(results, (str, os.PathLike)) else results
         return ModelCard(model_card(self.config, sum(p.numel() for p in self.parameters()), table))
 
@@ -149,60 +62,25 @@ class FSANet(
         **model_kwargs: Any,
     ) -> "FSANet":
         """``from_pretrained``: the architecture and weights of the folder's or repository's
-        ``model.safetensors`` (its config metadata), loaded strictly, in eval mode."""
-        from lib.safetensors_file import read_safetensors
-        from lib.weight_files import check_shapes, safetensors_plan
-
+        weights (the config in their metadata), read by :func:`lib.weights.open_weights` and
+        loaded strictly, in eval mode."""
         if Path(model_id).is_dir():
-            path = Path(model_id) / WEIGHTS_NAME
+            spec = str(model_id)
         else:
-            options = dict(cache_dir=cache_dir, force_download=force_download, local_files_only=local_files_only)
-            path = hub_file(model_id, WEIGHTS_NAME, revision, token=token, **options)
-        plan = safetensors_plan(path)  # a stranger's file: config and shapes checked before any tensor is read
-        if plan is not None:
-            with torch.device("meta"):
-                check_shapes(cls(**plan[0]).state_dict(), plan[1], path)
-        obj = read_safetensors(path)
-        if not isinstance(obj.get("config"), dict):
-            raise ValueError(f"{path}: no FSANet config in its metadata; write it with save_pretrained or lib.convert")
-        model = cls(**obj["config"])
-        model.load_state_dict(obj["model"], strict=True)  # every tensor, no more, no fewer
-        return model.to(map_location).eval()
-
-    def set_grad_checkpointing(self, enable: bool = True, parts: Sequence[str] = ("encoder",)) -> None:
-        """Recompute the activations of ``parts`` (:data:`CHECKPOINT_PARTS`) during backward,
-        to save memory; ``enable=False`` turns all of them off. Weights and keys are unchanged."""
-        unknown = set(parts) - set(CHECKPOINT_PARTS)
-        if unknown:
-            raise ValueError(f"unknown checkpoint parts {sorted(unknown)}; choose from {', '.join(CHECKPOINT_PARTS)}")
-        encoder = enable and "encoder" in parts
-        self.spatial_encoder.set_grad_checkpointing(encoder)
-        self.frequency_branch.encoder.set_grad_checkpointing(encoder)
-        self.checkpointed = frozenset(p for p in parts if p != "encoder") if enable else frozenset()
-
-    def _run(self, part: str, module: nn.Module, *inputs: torch.Tensor):
-        if part in self.checkpointed and torch.is_grad_enabled():
-            return torch.utils.checkpoint.checkpoint(module, *inputs, use_reentrant=False)
-        return module(*inputs)
-
-    def forward(self, x: torch.Tensor) -> FSANetOutput:
-        check_input(x)
-        spatial = self.spatial_encoder(x)
-        frequency_map, frequency = self.frequency_branch(x)
-        f1, f2, f3, f4 = self._run("mf", self.modality_fusion, spatial, frequency)
-        x21, x32, x43 = self._run("csfm", self.scale_fusion, f1, f2, f3, f4)
-        h1, h2, h3, h4 = (self._run("hcf", hcf, t) for hcf, t in zip(self.context_fusion, (f1, x21, x32, x43)))
-        o3 = self._run("sff", self.feature_fusion, h3, h4)
-        o2 = self._run("sff", self.feature_fusion, h2, o3)
-        o1 = self._run("sff", self.feature_fusion, h1, o2)
-        p1, p2, p3, p4 = self.head([o1, o2, o3, h4])
-        return FSANetOutput(p1, p2, p3, p4, frequency_map)
+            spec = f"hf:{model_id}{'@' + revision if revision else ''}"
+        options = dict(cache_dir=cache_dir, force_download=force_download, local_files_only=local_files_only, token=token)
+        record = open_weights(spec, model_class=cls, hub_options={k: v for k, v in options.items() if v})
+        if record.layout != "project" or not record.config:
+            raise CheckpointError(
+                f"{record.path}: no FSANet config in its metadata; write it with save_pretrained or lib.convert"
+            )
+        model, _ = build_model(record, cls)
+        return model.to(map_location)
 
 
 def build_fsanet(config: Dict[str, Any] | None = None, **overrides: Any) -> FSANet:
     """FSANet from a config dict (as stored in the project's checkpoints) plus overrides."""
-    merged = {**DEFAULT_CONFIG, **(config or {}), **overrides}
-    unknown = set(merged) - set(DEFAULT_CONFIG)
-    if unknown:
-        raise ValueError(f"unknown FSANet config keys {sorted(unknown)}; known: {sorted(DEFAULT_CONFIG)}")
-    return FSANet(**merged)
+    return build_network(config, FSANet, **overrides)
+
+
+__all__ = ["DEFAULT_CONFIG", "FSANet", "FSANetOutput", "build_fsanet", "check_input"]

@@ -9,7 +9,7 @@ a constructor argument of :class:`lib.FSANet.FSANet`.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 #: parts whose activations ``set_grad_checkpointing`` can recompute in backward: both
 #: encoders (timm's per-block checkpointing), MF, CSFM, each HCF, each SFF call.
@@ -61,6 +61,20 @@ def get_config(name: str) -> Dict[str, Any]:
     return dict(CONFIGS[name])
 
 
+#: config keys that do not change the weights' shapes (training-time values only): radius is
+#: only an initial value (the loaded tensor overrides it), drop_path_rate a regulariser.
+NON_ARCHITECTURE_KEYS: Tuple[str, ...] = ("radius", "drop_path_rate")
+
+
+def full_config(config: Optional[Dict[str, Any]] = None, **overrides: Any) -> Dict[str, Any]:
+    """The paper's configuration updated with ``config`` then ``overrides``; unknown keys refused."""
+    merged = {**CONFIGS["fsanet"], **(config or {}), **overrides}
+    unknown = set(merged) - set(CONFIGS["fsanet"])
+    if unknown:
+        raise ValueError(f"unknown FSANet config keys {sorted(unknown)}; known: {sorted(CONFIGS['fsanet'])}")
+    return merged
+
+
 #: the keys that decide the tensors' shapes (the flags of the same names choose them)
 SHAPE_KEYS: Tuple[str, ...] = ("backbone", "freq_backbone", "channels", "decoder_channels")
 
@@ -100,7 +114,7 @@ MAX_CHANNELS = 2048
 def validate_config(config: Any, source: str) -> Dict[str, Any]:
     """Check an FSANet config read from a file (input from strangers) before any
     model is built from it; a ``ValueError`` names ``source`` and the bad entry."""
-    from models.backbones import FREQUENCY_BACKBONES, SPATIAL_BACKBONES
+    from models.registry import FREQUENCY_BACKBONES, SPATIAL_BACKBONES
 
     def bad(what: str) -> ValueError:
         return ValueError(f"{source}: its FSANet config {what}; the file is damaged or not an FSANet file")

@@ -11,7 +11,7 @@ timm's ``features_only`` renames.
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import timm
 import torch
@@ -19,16 +19,21 @@ from timm.models.pvt_v2 import Attention as PvtAttention
 from timm.models.pvt_v2 import MlpWithDepthwiseConv
 from torch import nn
 
-from models.names import FREQUENCY_BACKBONES, SPATIAL_BACKBONES  # noqa: E402,F401  (re-exported)
+from models.registry import (  # noqa: F401  (re-exported)
+    BACKBONES,
+    FREQUENCY_BACKBONES,
+    SPATIAL_BACKBONES,
+    BackboneSpec,
+    get_backbone,
+)
 
 #: the reductions FSANet takes features at.
 FEATURE_REDUCTIONS = (4, 8, 16, 32)
 
 
-def _check_name(name: str, table: Dict[str, str], role: str) -> str:
-    if name not in table:
-        raise ValueError(f"unknown {role} backbone {name!r}; choose one of {sorted(table)}")
-    return table[name]
+def weight_layouts(backbone: str) -> Tuple[str, ...]:
+    """The weight-file layouts an encoder of the table entry ``backbone`` accepts."""
+    return get_backbone(backbone).layouts
 
 
 def token_grid_convs(model: nn.Module) -> List[nn.Conv2d]:
@@ -67,6 +72,8 @@ class TimmEncoder(nn.Module):
         out_channels: widths to return; where they differ from the model's own
             widths a :class:`ConvBNProjection` adapts them. ``None`` keeps the model's.
         drop_path_rate: stochastic depth of the timm model (active in training only).
+        timm_kwargs: further ``timm.create_model`` arguments (the table entry's init quirks).
+        backbone: the table entry it was built from (:mod:`models.registry`), or None.
 
     ``forward(x: B×in_chans×H×W) -> [B×c_i×H/r_i×W/r_i for r_i in 4, 8, 16, 32]``.
     """
@@ -77,17 +84,15 @@ class TimmEncoder(nn.Module):
         in_chans: int = 3,
         out_channels: Sequence[int] | None = None,
         drop_path_rate: float = 0.0,
+        timm_kwargs: Optional[Mapping[str, Any]] = None,
+        backbone: Optional[str] = None,
     ) -> None:
         super().__init__()
         self.timm_name = timm_name
+        self.backbone = backbone
         # pretrained=False: never touches the network; weights come from local files
-        # through lib.checkpoint. num_classes=0 drops the classifier.
-        extra = {}
-        if timm_name.startswith(("resnet", "res2net")):
-            # timm zero-initialises each block's last BN; torchvision and the authors' own
-            # ResNet do not. It matters only without ImageNet weights, where timm's choice
-            # would leave the residual convolutions without gradient on the first step.
-            extra["zero_init_last"] = False
+        # through lib.weights. num_classes=0 drops the classifier.
+        extra = dict(timm_kwargs or {})
         self.body = timm.create_model(
             timm_name, pretrained=False, num_classes=0, in_chans=in_chans, drop_path_rate=drop_path_rate, **extra
         )
@@ -120,11 +125,21 @@ class TimmEncoder(nn.Module):
         return feats
 
 
+def build_encoder(
+    name: str, role: str, out_channels: Optional[Sequence[int]] = None, drop_path_rate: float = 0.0
+) -> TimmEncoder:
+    """The encoder of the table entry ``name`` in ``role`` (``"spatial"``: 3 input channels,
+    ``"frequency"``: 1), returning ``out_channels`` (None: its own widths)."""
+    spec = get_backbone(name, role)
+    in_chans = 3 if role == "spatial" else 1
+    return TimmEncoder(spec.timm_name, in_chans, out_channels, drop_path_rate, spec.timm_kwargs, spec.name)
+
+
 def build_spatial_encoder(name: str, out_channels: Sequence[int], drop_path_rate: float = 0.0) -> TimmEncoder:
-    """The RGB encoder ``name`` (a key of :data:`SPATIAL_BACKBONES`) returning ``out_channels``."""
-    return TimmEncoder(_check_name(name, SPATIAL_BACKBONES, "spatial"), 3, out_channels, drop_path_rate)
+    """The RGB encoder ``name`` (a spatial entry of :data:`BACKBONES`) returning ``out_channels``."""
+    return build_encoder(name, "spatial", out_channels, drop_path_rate)
 
 
 def build_frequency_encoder(name: str) -> TimmEncoder:
-    """The 1-channel frequency encoder ``name`` (a key of :data:`FREQUENCY_BACKBONES`)."""
-    return TimmEncoder(_check_name(name, FREQUENCY_BACKBONES, "frequency"), 1, None)
+    """The 1-channel frequency encoder ``name`` (a frequency entry of :data:`BACKBONES`)."""
+    return build_encoder(name, "frequency")

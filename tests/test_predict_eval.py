@@ -113,15 +113,15 @@ def test_input_folder_maps_at_each_images_size(tmp_path, test_sets, authors_chec
 
 
 def test_batched_and_channels_last_prediction_match_one_by_one(tmp_path, test_sets, monkeypatch):
-    import lib.FSANet
+    import lib.network
     from lib.configs import get_config
     from lib.FSANet import build_fsanet
     from lib.saving import save_checkpoint
 
     layouts = []  # whether each forward got an NHWC batch
-    check_input = lib.FSANet.check_input
+    check_input = lib.network.check_input  # the forward's module
     monkeypatch.setattr(
-        lib.FSANet, "check_input", lambda x: (layouts.append(x.shape[1] > 1 and not x.is_contiguous()), check_input(x))[1]
+        lib.network, "check_input", lambda x: (layouts.append(x.shape[1] > 1 and not x.is_contiguous()), check_input(x))[1]
     )
 
     torch.manual_seed(0)

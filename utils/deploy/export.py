@@ -33,7 +33,7 @@ from torch import nn
 from lib.checkpoint import build_from_checkpoint
 from lib.configs import CONFIGS, get_config
 from lib.FSANet import INPUT_MULTIPLE, build_fsanet
-from lib.keymap import CheckpointError
+from lib.weights import CheckpointError
 from utils.common.extras import MissingExtraError, require_extra
 from utils.common.fileio import OutputError, temporary_name
 from utils.common.logs import get_logger, setup_logging

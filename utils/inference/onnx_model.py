@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import torch
 from torch import nn
 
-from lib.weight_files import describe, file_kind
+from lib.weights.kinds import describe, file_kind
 from utils.common.extras import require_extra
 
 PathLike = Union[str, os.PathLike]

@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from lib.checkpoint import build_from_checkpoint
-from lib.hub import resolve_weights
+from lib.FSANet import FSANet
+from lib.weights import WeightFile, open_weights
 from utils.common.amp import AMP_DTYPES
 from utils.common.cli import set_threads
 from utils.common.devices import resolve_device
@@ -87,9 +88,10 @@ def same_size_batches(jobs: Sequence[Job], testsize: int, batch_size: int) -> Li
     return [group[i : i + batch_size] for group in groups.values() for i in range(0, len(group), batch_size)]
 
 
-def load_predictor(config: PredictConfig) -> Tuple[nn.Module, torch.device]:
+def load_predictor(config: PredictConfig, weights: Optional[WeightFile] = None) -> Tuple[nn.Module, torch.device]:
     """The model test.py and the web app predict with, and the device its input goes to:
-    FSANet from weights (``pth_path``, any layout or ``.safetensors``) on ``device``
+    FSANet from weights (``pth_path``, any layout or ``.safetensors``; ``weights``: the file
+    already opened with :func:`lib.weights.open_weights`, so it is not read again) on ``device``
     (default: cuda when available), or an exported ``onnx`` file run by onnxruntime
     (:class:`utils.inference.onnx_model.OnnxFSANet`; on the CPU unless ``device`` names a GPU, its
     input always from host memory), checked against ``testsize``."""
@@ -110,7 +112,7 @@ def load_predictor(config: PredictConfig) -> Tuple[nn.Module, torch.device]:
         log.info("%s: onnxruntime, input %s", onnx, model.input_shape)
         return model, torch.device("cpu")
     device = resolve_device(device)
-    model, loaded = build_from_checkpoint(pth_path)
+    model, loaded = build_from_checkpoint(weights if weights is not None else pth_path)
     log.info("%s", loaded)
     model.to(device).eval()
     if config.fold_bn:
@@ -197,12 +199,12 @@ def run_prediction(
     """test.py's job: load the model once, predict every set under ``test_path`` (or the
     images of ``input``), write the maps under ``save_path``; returns what was written.
     Inputs, masks and output folders are checked before the model is loaded."""
-    if config.pth_path:
-        resolve_weights(config.pth_path)  # a hub id: fetched, or found in the cache, before any other work
+    # read and checked once, before any other work (a hub id: fetched, or found in the cache)
+    weights = open_weights(config.pth_path, model_class=FSANet) if config.pth_path else None
     report = PredictReport()
     save_path = Path(save_path)
     if input and is_video(input):
-        return _run_video(config, save_path, Path(input), progress, cutout, report)
+        return _run_video(config, save_path, Path(input), progress, cutout, report, weights)
     if input:
         images = list_images(input, report.skipped)
         if not images:
@@ -226,7 +228,7 @@ def run_prediction(
         owned.check(outputs)
         for folder in sorted({job.output.parent for _, jobs in work for job in jobs}):
             check_writable(folder, "--save_path")
-        model, device = load_predictor(config)
+        model, device = load_predictor(config, weights)
         owned.record(outputs)
         for name, jobs in work:
             before = len(report.written)
@@ -248,14 +250,20 @@ def run_prediction(
 
 
 def _run_video(
-    config: PredictConfig, save_path: Path, video: Path, progress: bool, cutout: bool, report: PredictReport
+    config: PredictConfig,
+    save_path: Path,
+    video: Path,
+    progress: bool,
+    cutout: bool,
+    report: PredictReport,
+    weights: Optional[WeightFile] = None,
 ) -> PredictReport:
     """test.py ``--input VIDEO``: the frames' maps in ``<save_path>/<video stem>/`` (utils.inference.video)."""
     fps, expected, width, height = probe(video)  # an unreadable video is refused before the model loads
     out_dir = save_path / video.stem
     with claim_folder(save_path, "test.py", "--save_path") as owned:
         check_writable(save_path, "--save_path")
-        model, device = load_predictor(config)
+        model, device = load_predictor(config, weights)
         count = predict_video(model, device, config, video, out_dir, owned, report, cutout, progress)
     log.info(
         "%s: %d frames (%dx%d, %.3g fps) → %d maps%s in %s (frame rate in %s)",

@@ -65,7 +65,9 @@ class TrainConfig:
     decoder_channels: Optional[int] = None
     radius: Optional[float] = None
     drop_path: Optional[float] = None
-    pvt_weights: Optional[str] = None
+    spatial_weights: Optional[str] = None  # the spatial encoder's ImageNet file (models.registry's layouts)
+    frequency_weights: Optional[str] = None  # the frequency encoder's ImageNet file
+    pvt_weights: Optional[str] = None  # older per-family aliases of the two above
     resnet_weights: Optional[str] = None
     res2net_weights: Optional[str] = None
     random_backbones: bool = False  # the only way to train from random encoders (demo, tests)

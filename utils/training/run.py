@@ -45,7 +45,7 @@ from utils.training.recipe import (
 from utils.training.records import epoch_line, save_epoch, stop_message, write_scalars
 from utils.training.rng import rng_state, seed_everything, set_rng_state
 from utils.training.run_folder import PACKAGE_LOGGERS, add_log_file, agree, prepare_run_folder, release_lock
-from utils.training.start import check_backbone_weights, prepare_model, run_is_finished
+from utils.training.start import open_start_files, prepare_model, run_is_finished
 from utils.training.validation import validate, validation_pairs, warn_validation_overlap
 
 log = get_logger(__name__)
@@ -88,9 +88,10 @@ class TrainingRun:
         self.writer = None
         self.last_checkpoint: Optional[Path] = None
         self.finished = False
+        self.files = None
 
     def __enter__(self) -> "TrainingRun":
-        check_backbone_weights(self.config)  # before any folder is claimed or file read
+        self.files = open_start_files(self.config)  # read and checked once, before any folder is claimed
         try:
             self._claim_folder()
             self._build()
@@ -162,7 +163,8 @@ class TrainingRun:
         if config.cache_dir:
             check_writable(config.cache_dir, "--cache_dir")
         seed_everything(config.seed + info.rank)
-        self.model, self.start = model, start = prepare_model(config)
+        self.model, self.start = model, start = prepare_model(config, self.files)
+        self.files = None  # the files' tensors are in the model now
         self.config = config = start.config  # the effective config (--resume: the checkpoint's architecture)
         self.finished = run_is_finished(config, start)
         self.history: List[Dict[str, float]] = list(start.extras.get("history") or [])

@@ -9,13 +9,11 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from lib.backbone_weights import DEFAULT_BACKBONE_WEIGHTS, load_backbone_weights
-from lib.checkpoint import load_fsanet_checkpoint, read_checkpoint
 from lib.configs import SHAPE_KEYS, flags_for, same_architecture
 from lib.FSANet import FSANet, build_fsanet
-from lib.hub import resolve_weights
-from lib.keymap import CheckpointError, authors_optimizer_to_fsanet, detect_layout
-from models.backbones import FREQUENCY_BACKBONES, SPATIAL_BACKBONES
+from lib.weights import CheckpointError, WeightFile, load_backbone, load_into, open_weights
+from lib.weights.keymap import authors_optimizer_to_fsanet
+from models.registry import FAMILY_FLAGS, ROLE_FLAGS, get_backbone
 from utils.common.logs import get_logger
 from utils.training.config import TrainConfig
 
@@ -37,46 +35,65 @@ def _plain_arg(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-#: the flag that gives each encoder family's local file
-BACKBONE_FLAGS = {"pvt_v2": "--pvt_weights", "res2net": "--res2net_weights", "resnet": "--resnet_weights"}
+def _weight_flag(config: TrainConfig, part: str) -> str:
+    """The flag that gives ``part``'s ImageNet file, with its family alias."""
+    alias = FAMILY_FLAGS.get(get_backbone(_backbone_name(config, part), part).family)
+    return f"{ROLE_FLAGS[part]} (or its alias {alias})" if alias else ROLE_FLAGS[part]
 
 
-def _encoders(config: TrainConfig) -> Dict[str, str]:
-    """``{part: timm name}`` of the run's two encoders."""
-    return {"spatial": SPATIAL_BACKBONES[config.backbone], "frequency": FREQUENCY_BACKBONES[config.freq_backbone]}
+def _backbone_name(config: TrainConfig, part: str) -> str:
+    return config.backbone if part == "spatial" else config.freq_backbone
 
 
 def backbone_sources(config: TrainConfig) -> Dict[str, Optional[str]]:
-    """``{part: weights}`` each encoder starts from: the local file of its flag, else timm's
-    ImageNet weights on the Hub (:data:`lib.backbone_weights.DEFAULT_BACKBONE_WEIGHTS`), else
-    ``None`` (random: only with ``--random_backbones``)."""
-    files = {"pvt_v2": config.pvt_weights, "res2net": config.res2net_weights, "resnet": config.resnet_weights}
+    """``{part: weights}`` each encoder starts from: the file of its role's flag
+    (``--spatial_weights`` / ``--frequency_weights``, or the family's alias flag), else the
+    table's default ImageNet weights on the Hub (:mod:`models.registry`), else ``None``
+    (random: only with ``--random_backbones``)."""
     sources: Dict[str, Optional[str]] = {}
-    for part, timm_name in _encoders(config).items():
-        family = next(f for f in files if timm_name.startswith(f))
-        default = None if config.random_backbones else DEFAULT_BACKBONE_WEIGHTS.get(timm_name)
-        sources[part] = files[family] or default
+    for part in ROLE_FLAGS:
+        spec = get_backbone(_backbone_name(config, part), part)
+        alias = FAMILY_FLAGS.get(spec.family)
+        given = getattr(config, f"{part}_weights") or (getattr(config, alias[2:], None) if alias else None)
+        sources[part] = given or (None if config.random_backbones else spec.default_weights)
     return sources
 
 
-def check_backbone_weights(config: TrainConfig) -> None:
-    """Refuse, before any work, a fresh run whose encoders would start random without
-    ``--random_backbones``, or whose default ImageNet weights are neither cached nor
-    downloadable: one message naming the flags, the files and ``--random_backbones``."""
+@dataclass
+class StartFiles:
+    """The weight files a run starts from, each opened (read and checked) once."""
+
+    resume: Optional[WeightFile] = None
+    pre_model: Optional[WeightFile] = None
+    #: ``{part: record}``; a part missing here stays random (``--random_backbones``)
+    backbones: Dict[str, WeightFile] = field(default_factory=dict)
+
+
+def resume_path(config: TrainConfig) -> Path:
+    """The file ``--resume`` names: a run folder means its ``latest.pth``."""
+    path = Path(config.resume)
+    return path / "latest.pth" if path.is_dir() else path
+
+
+def open_start_files(config: TrainConfig) -> StartFiles:
+    """Open every weight file the run starts from, before any folder is claimed: the
+    ``--resume`` or ``--pre_model`` checkpoint, else each encoder's ImageNet file. A fresh
+    run whose encoders would start random without ``--random_backbones``, or whose default
+    weights are neither cached nor downloadable, is refused in one message naming the flags,
+    the files and ``--random_backbones``."""
+    if config.resume:
+        return StartFiles(resume=open_weights(resume_path(config), model_class=FSANet))
     if config.pre_model:
-        resolve_weights(config.pre_model)  # a hub id is fetched (or found in the cache) first
-    if config.resume or config.pre_model:
-        return  # the weights come from the checkpoint
-    problems = []
+        return StartFiles(pre_model=open_weights(config.pre_model, model_class=FSANet))
+    problems, opened = [], {}
     for part, source in backbone_sources(config).items():
-        timm_name = _encoders(config)[part]
-        flag = BACKBONE_FLAGS[next(f for f in BACKBONE_FLAGS if timm_name.startswith(f))]
+        name, flag = _backbone_name(config, part), _weight_flag(config, part)
         if source is None:
             if not config.random_backbones:
-                problems.append(f"the {part} encoder ({timm_name}) has no ImageNet default: give {flag}")
+                problems.append(f"the {part} encoder ({name}) has no ImageNet default: give {flag}")
             continue
         try:
-            resolve_weights(source)
+            opened[part] = open_weights(source)
         except CheckpointError as error:
             problems.append(f"{error}; or give the local file with {flag}")
     if problems:
@@ -85,17 +102,25 @@ def check_backbone_weights(config: TrainConfig) -> None:
             + " | ".join(problems)
             + " | --random_backbones trains from random encoders instead (not the paper's recipe)"
         )
+    return StartFiles(backbones=opened)
 
 
-def init_backbones(model: FSANet, config: TrainConfig) -> List[str]:
+def check_backbone_weights(config: TrainConfig) -> StartFiles:
+    """:func:`open_start_files` (its older name)."""
+    return open_start_files(config)
+
+
+def init_backbones(model: FSANet, config: TrainConfig, files: Optional[StartFiles] = None) -> List[str]:
     """Load each encoder's ImageNet weights (:func:`backbone_sources`); returns the encoders left random."""
+    files = files if files is not None else open_start_files(config)
     generator = torch.Generator().manual_seed(config.seed)
     random_parts = []
-    for part, source in backbone_sources(config).items():
+    for part in ROLE_FLAGS:
         encoder = model.spatial_encoder if part == "spatial" else model.frequency_branch.encoder
-        if source:
-            report = load_backbone_weights(model, source, part, generator)
-            log.info("%s encoder (%s) from %s (%s)", part, encoder.timm_name, source, report.layout)
+        record = files.backbones.get(part)
+        if record is not None:
+            report = load_backbone(model, record, part, generator)
+            log.info("%s encoder (%s) from %s (%s)", part, encoder.timm_name, record.path, report.layout)
         else:
             random_parts.append(f"{part} encoder ({encoder.timm_name})")
     return random_parts
@@ -112,21 +137,22 @@ class StartState:
     config: Optional[TrainConfig] = None
 
 
-def prepare_model(config: TrainConfig) -> Tuple[FSANet, StartState]:
+def prepare_model(config: TrainConfig, files: Optional[StartFiles] = None) -> Tuple[FSANet, StartState]:
     """Build the FSANet this run trains and read what it resumes from.
 
     ``--resume``: a project checkpoint, restored exactly (model, optimiser, LR,
     AMP scaler, RNG, epoch, best score). ``--pre_model`` (the authors' meaning):
     weights, optimiser state when the file has one, and the epoch counter, from
     any FSANet checkpoint including the authors' FSANet-100.pth. Otherwise the
-    backbones come from the ImageNet files given.
+    backbones come from the ImageNet files given. ``files``: what :func:`open_start_files`
+    opened (opened here when not given); each file is read once.
     """
+    files = files if files is not None else open_start_files(config)
     if config.resume:
-        path = Path(config.resume)
-        if path.is_dir():
-            path = path / "latest.pth"
-        obj = read_checkpoint(path)
-        layout, _, meta = detect_layout(obj, path)
+        path = resume_path(config)
+        record = files.resume
+        layout, meta = record.layout, {"config": record.config}
+        obj = record.extras
         if obj.get("weights_only"):
             raise CheckpointError(
                 f"{path}: a weights-only file (no optimiser, LR or RNG state), so there is nothing to resume; "
@@ -138,7 +164,7 @@ def prepare_model(config: TrainConfig) -> Tuple[FSANet, StartState]:
                 "to start from other FSANet weights use --pre_model"
             )
         model = build_fsanet(meta["config"])
-        load_fsanet_checkpoint(model, obj, path)
+        load_into(model, record)
         extras = {k: obj.get(k) for k in ("scheduler", "scaler", "rng", "best", "history")}
         saved = obj.get("args") or {}  # the run's TrainConfig, as saved
         changed = [
@@ -182,13 +208,13 @@ def prepare_model(config: TrainConfig) -> Tuple[FSANet, StartState]:
             )
         # the checkpoints of this run record what was used; the caller's config is left as it is
         effective = replace(config, **{k: tuple(v) if isinstance(v, list) else v for k, v in used.items() if v is not None})
-        log.info("resuming %s after epoch %d", path, obj["epoch"])
-        return model, StartState(int(obj["epoch"]), obj.get("optimizer"), extras, effective)
+        log.info("resuming %s after epoch %d", path, record.epoch)
+        return model, StartState(int(record.epoch), obj.get("optimizer"), extras, effective)
 
     if config.pre_model:
-        obj = read_checkpoint(config.pre_model)
-        layout, state_dict, meta = detect_layout(obj, config.pre_model)
-        recorded = meta.get("config") if layout == "project" else None
+        record = files.pre_model
+        layout, obj = record.layout, record.extras
+        recorded = record.config if layout == "project" else None
         if isinstance(recorded, dict) and not same_architecture(recorded, config.model_config()):
             raise CheckpointError(
                 f"--pre_model {config.pre_model}: these weights are of another architecture "
@@ -197,8 +223,8 @@ def prepare_model(config: TrainConfig) -> Tuple[FSANet, StartState]:
             )
     model = build_fsanet(config.model_config())
     if config.pre_model:
-        report = load_fsanet_checkpoint(model, obj, config.pre_model)
-        epoch = int(meta.get("epoch") or 0)
+        report = load_into(model, record)
+        epoch = int(record.epoch or 0)
         if config.fine_tune:  # the file's weights only: a fresh optimiser, LR schedule and counter
             log.info(
                 "--pre_model %s (%s) with --fine_tune: weights only (the file's epoch %d and optimiser state are "
@@ -220,7 +246,7 @@ def prepare_model(config: TrainConfig) -> Tuple[FSANet, StartState]:
         if layout == "project":
             optimizer_state = obj.get("optimizer")
         elif layout == "authors":
-            optimizer_state = authors_optimizer_to_fsanet(obj.get("optimizer") or {}, obj["model"], model)
+            optimizer_state = authors_optimizer_to_fsanet(obj.get("optimizer") or {}, obj["authors_keys"], model)
         log.info(
             "--pre_model %s (%s): weights%s, continuing after epoch %d",
             config.pre_model,
@@ -230,15 +256,16 @@ def prepare_model(config: TrainConfig) -> Tuple[FSANet, StartState]:
         )
         return model, StartState(epoch, optimizer_state, config=config)
 
-    random_parts = init_backbones(model, config)
+    random_parts = init_backbones(model, config, files)
     if random_parts:
         log.warning(
             "\n%s\nTHE BACKBONES ARE RANDOM (--random_backbones): no ImageNet weights for the %s.\n"
             "The authors start from ImageNet PVT-v2-b2 and ResNet-50; without them the paper's numbers "
             "are out of reach.\nDrop --random_backbones (timm's ImageNet weights from the HF cache), or give "
-            "--pvt_weights / --resnet_weights / --res2net_weights.\n%s",
+            "%s.\n%s",
             "!" * 78,
             " and ".join(random_parts),
+            " / ".join(_weight_flag(config, part) for part in ROLE_FLAGS),
             "!" * 78,
         )
     return model, StartState(config=config)
