@@ -20,6 +20,7 @@ from lib.configs import NON_ARCHITECTURE_KEYS, flags_for, full_config, same_arch
 from lib.network import FSANetNetwork
 from lib.weights.errors import CheckpointError
 from lib.weights.fit import check_fit
+from lib.weights.keymap import FSANET_LAYOUTS
 from lib.weights.reader import WeightFile, open_weights
 from models.backbones import weight_layouts
 from models.registry import BACKBONES, FAMILY_FLAGS, ROLE_FLAGS
@@ -68,7 +69,7 @@ def _record(source: Source, model_class: Optional[Type[nn.Module]] = None) -> We
 
 
 def _require_fsanet(record: WeightFile) -> None:
-    if not record.is_fsanet:
+    if record.layout not in FSANET_LAYOUTS:
         specs = [spec for spec in BACKBONES.values() if record.layout in spec.layouts]
         flags = sorted({ROLE_FLAGS[role] for spec in specs for role in spec.roles})
         aliases = sorted({FAMILY_FLAGS[spec.family] for spec in specs if spec.family in FAMILY_FLAGS})

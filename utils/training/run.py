@@ -7,9 +7,8 @@
             run.end_epoch(epoch, stats, val)  # log, tensorboard, checkpoints
     result = run.result()
 
-The recipe itself is in :mod:`utils.training.recipe`, the loss in :mod:`utils.training.losses`, the
-optimiser in :mod:`utils.training.adaxw`, what a run starts or resumes from in
-:mod:`utils.training.start` and the checkpoint format in :mod:`lib.checkpoint`.
+The recipe is in :mod:`utils.training.recipe`, the loss in :mod:`utils.training.losses`, the optimiser
+in :mod:`utils.training.adaxw`, what a run starts from in :mod:`utils.training.start`, weights in :mod:`lib.weights`.
 """
 
 from __future__ import annotations

@@ -81,8 +81,9 @@ def open_start_files(config: TrainConfig) -> StartFiles:
     run whose encoders would start random without ``--random_backbones``, or whose default
     weights are neither cached nor downloadable, is refused in one message naming the flags,
     the files and ``--random_backbones``."""
-    if config.resume:
-        return StartFiles(resume=open_weights(resume_path(config), model_class=FSANet))
+    if config.resume:  # a missing latest.pth is explained by the run folder's check (never finished an epoch …)
+        path = resume_path(config)
+        return StartFiles(resume=open_weights(path, model_class=FSANet) if path.is_file() else None)
     if config.pre_model:
         return StartFiles(pre_model=open_weights(config.pre_model, model_class=FSANet))
     problems, opened = [], {}
@@ -150,7 +151,7 @@ def prepare_model(config: TrainConfig, files: Optional[StartFiles] = None) -> Tu
     files = files if files is not None else open_start_files(config)
     if config.resume:
         path = resume_path(config)
-        record = files.resume
+        record = files.resume or open_weights(path, model_class=FSANet)
         layout, meta = record.layout, {"config": record.config}
         obj = record.extras
         if obj.get("weights_only"):
