@@ -29,6 +29,7 @@ from utils.common.cli import (
     add_inference_speed_flags,
     positive_int,
 )
+from utils.common.errors import ConfigError, FSANetError
 from utils.common.logs import get_logger, setup_logging
 from utils.common.signals import stop_handlers, stop_pending
 from utils.deploy.limits import KEEP_RESULTS_S, MAX_PIXELS
@@ -114,19 +115,17 @@ def make_segmenter(args: argparse.Namespace):
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging()
-    from lib.weights import CheckpointError
     from utils.deploy.webapp import PAGE_CSS, build_app, check_port, parse_file_size, require_app_extra
-    from utils.inference.onnx_model import OnnxError
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home (and none possible offline)
     try:
         require_app_extra()
         if not 0 <= args.threshold <= 254:
-            raise ValueError(f"--threshold {args.threshold}: choose 0–254")
+            raise ConfigError(f"--threshold {args.threshold}: choose 0–254")
         parse_file_size(args.max_file_size)
         check_port(args.host, args.port)  # before the model: a busy port should not cost a minute of loading
         segmenter = make_segmenter(args)
-    except (ImportError, CheckpointError, OnnxError, ValueError) as error:
+    except (ImportError, FSANetError) as error:  # anything else is a bug: it keeps its traceback
         log.error("%s", error)
         return EXIT_REFUSED
     root = Path(tempfile.mkdtemp(prefix="fsanet-app-"))

@@ -104,9 +104,8 @@ def run_eval(args: argparse.Namespace):
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging()
-    from utils.common.fileio import OutputError
+    from utils.common.errors import FSANetError
     from utils.common.signals import stop_handlers
-    from utils.data.folders import DatasetError
     from utils.evaluation.reports import format_table, provenance, provenance_line
 
     try:
@@ -121,7 +120,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "written; run again with fewer --workers"
         )
         return EXIT_REFUSED
-    except (EvaluationError, DatasetError, OutputError) as error:
+    except FSANetError as error:  # meant for the user; anything else is a bug: it keeps its traceback
         log.error("%s", error)
         return EXIT_REFUSED
     except OSError as error:  # a full disk while writing the reports

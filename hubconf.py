@@ -13,6 +13,7 @@ def _build(config_name: str, weights=None, **overrides):
     from lib.checkpoint import build_from_checkpoint
     from lib.configs import config_name_of, get_config, same_architecture
     from lib.FSANet import build_fsanet
+    from utils.common.errors import ConfigError
 
     if weights is None:
         return build_fsanet({**get_config(config_name), **overrides}).eval()
@@ -20,7 +21,7 @@ def _build(config_name: str, weights=None, **overrides):
     if not same_architecture(model.config, {**get_config(config_name), **overrides}):
         other = config_name_of(model.config)
         load = f"torch.hub.load(..., {other!r}, weights=...)" if other else "lib.checkpoint.build_from_checkpoint(weights)"
-        raise ValueError(
+        raise ConfigError(
             f"weights {weights}: a model of {'the ' + repr(other) + ' configuration' if other else 'another architecture'}, "
             f"not {config_name!r} (hubconf.{config_name}); load them with {load}"
         )

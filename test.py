@@ -106,13 +106,10 @@ def run_test(args: argparse.Namespace):
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging()
-    from lib.weights import CheckpointError
+    from utils.common.errors import FSANetError
     from utils.common.extras import MissingExtraError
-    from utils.common.fileio import OutputError
     from utils.common.signals import stop_behind, stop_handlers
     from utils.data.dataset import loader_failure
-    from utils.data.folders import DatasetError
-    from utils.inference.onnx_model import OnnxError
 
     try:
         with stop_handlers():  # SIGTERM (SLURM, timeout) ends like Ctrl-C
@@ -128,7 +125,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if from_worker is not None:  # a decoding worker killed, an image deleted mid-run
             log.error("%s; the maps written so far are complete", from_worker)
             return EXIT_REFUSED
-        if isinstance(error, (DatasetError, CheckpointError, OutputError, OnnxError, MissingExtraError, ValueError)):
+        if isinstance(error, (FSANetError, MissingExtraError)):  # meant for the user; anything else: traceback
             log.error("%s", error)
             return EXIT_REFUSED
         if isinstance(error, OSError):  # a full disk, a folder that became unwritable

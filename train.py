@@ -30,8 +30,9 @@ from utils.common.cli import (
 )
 from utils.common.logs import get_logger, setup_logging
 from utils.training.config import TrainConfig
+from utils.training.losses import LOSSES  # the loss table (its callables need torch)
 
-# torch and the training code are imported in main(), after the flags are parsed: -h needs neither
+# the training code is imported in main(), after the flags are parsed
 
 
 def _gpu_list(text: str) -> List[int]:
@@ -89,9 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     recipe.add_argument(
         "--loss",
-        choices=["authors", "weighted"],
+        choices=list(LOSSES),
         default=TrainConfig.loss,
-        help="authors: BCE as their code computes it (plain mean); weighted: the boundary-weighted BCE they intended",
+        help="; ".join(f"{spec.name}: {spec.summary}" for spec in LOSSES.values()),
     )
     recipe.add_argument(
         "--weight_decay", type=non_negative_float, default=TrainConfig.weight_decay, help="AdaXW decoupled weight decay"
@@ -184,6 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
     run = p.add_argument_group("devices, speed and output")
     run.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     run.add_argument("--gpus", type=_gpu_list, default=None, help="DataParallel GPU ids, e.g. 0,1 (default: all visible)")
+    run.add_argument(
+        "--config_file",
+        default=None,
+        help="start from the options in this JSON file (a run's checkpoints/NAME/config.json, or a recipe file); "
+        "flags given on the command line win",
+    )
     run.add_argument("--amp", choices=["bf16", "fp16", "none"], default=TrainConfig.amp, help="mixed precision")
     run.add_argument("--channels_last", action="store_true", help="NHWC memory format")
     run.add_argument(
@@ -222,20 +229,36 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _given_flags(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> set:
+    """The options the command line itself gives (not their defaults)."""
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
+
+
 def parse_config(argv: Optional[Sequence[str]] = None) -> TrainConfig:
-    """train.py's flags as a :class:`TrainConfig` (which checks and normalises them)."""
+    """train.py's flags as a :class:`TrainConfig` (which checks and normalises them); with
+    ``--config_file``, the file's options first and the flags given on the command line over them."""
     values = vars(build_parser().parse_args(argv))
     parts = values["grad_checkpoint"]
     values["grad_checkpoint"] = () if parts is None else tuple(parts) or ("encoder",)  # the bare flag: the encoders
+    config_file = values.pop("config_file")
+    if config_file:
+        from utils.training.run_config import read_config_file
+
+        given = _given_flags(build_parser(), argv)
+        values.update({k: v for k, v in read_config_file(config_file).items() if k not in given})
     return TrainConfig.from_dict(values)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     setup_logging()
     log = get_logger("train")
+    from utils.common.errors import FSANetError
+
     try:
         config = parse_config(argv)
-    except ValueError as error:  # a value argparse accepts but the recipe cannot use (e.g. --rates giving size 0)
+    except FSANetError as error:  # a value argparse accepts but the recipe cannot use (e.g. --rates giving size 0)
         log.error("%s", error)
         return EXIT_REFUSED
     from utils.common.signals import stop_handlers
@@ -246,11 +269,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _train(config: TrainConfig, run_dir: Path, log) -> int:
-    from lib.weights import CheckpointError
-    from utils.common.fileio import OutputError
+    from utils.common.errors import FSANetError
     from utils.common.signals import stop_behind
     from utils.data.dataset import loader_failure
-    from utils.data.folders import DatasetError
     from utils.training.records import last_saved, stop_message
     from utils.training.run import TrainingRun
 
@@ -277,7 +298,7 @@ def _train(config: TrainConfig, run_dir: Path, log) -> int:
             saved = last_saved(run_dir)
             log.error("%s. %s", from_worker, f"Intact: {saved}" if saved else "No checkpoint was saved before.")
             return EXIT_REFUSED
-        if isinstance(error, (DatasetError, CheckpointError, OutputError, ValueError)):
+        if isinstance(error, FSANetError):  # refusals meant for the user; anything else is a bug: traceback
             log.error("%s", error)
             return EXIT_REFUSED
         if isinstance(error, OSError):  # a full disk while saving, a folder that became unwritable

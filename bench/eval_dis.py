@@ -16,16 +16,9 @@ Targets (issue 23): first method ≤ 1.5 s, each further ≤ 1.0 s per image on 
 
 from __future__ import annotations
 
-import os
-import sys
-
-if __package__ in (None, ""):  # run as a file: re-run as python -m bench.eval_dis
-    _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    _PATH = os.pathsep.join(filter(None, [_ROOT, os.environ.get("PYTHONPATH")]))
-    os.execve(sys.executable, [sys.executable, "-m", "bench.eval_dis", *sys.argv[1:]], {**os.environ, "PYTHONPATH": _PATH})
-
 import argparse
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -40,8 +33,9 @@ import numpy as np
 from utils.common.cli import usable_cores
 from utils.common.heap import keep_freed_memory
 from utils.data.synthetic import make_sample
-from utils.evaluation.metrics import new_metrics, summarize
-from utils.evaluation.pairs import MaskQuantities, add_pair
+from utils.evaluation.metrics import add_pair, new_metrics, summarize
+from utils.evaluation.oracle import oracle_metrics, oracle_summary
+from utils.evaluation.pairs import MaskQuantities
 from utils.evaluation.scoring import evaluate
 
 KEYS = ("fm", "em", "sm", "mae", "wfm", "hce")
@@ -73,7 +67,7 @@ def time_pair(pred: np.ndarray, gt: np.ndarray) -> Dict[str, float]:
     """Seconds for each measurement of one (prediction, mask) pair."""
     out: Dict[str, float] = {}
     for key in KEYS:  # pysodmetrics alone, one metric at a time (HCE under the benchmark's > 128 rule)
-        metric = new_metrics("isnet", only=(key,))[key]
+        metric = oracle_metrics("isnet", only=(key,))[key]
         if key == "hce":
             reference = __import__("py_sod_metrics").HumanCorrectionEffortMeasure(relax=5, epsilon=2.0)
             out[f"pysod {key}"] = _timed(lambda r=reference: r.step((pred > 128).astype(float), gt > 128, normalize=False))
@@ -92,10 +86,10 @@ def time_pair(pred: np.ndarray, gt: np.ndarray) -> Dict[str, float]:
     first, further = new_metrics("isnet"), new_metrics("isnet")
     out["first method"] = _timed(lambda: add_pair(first, pred, gt, MaskQuantities(gt)))
     out["further method"] = _timed(lambda: add_pair(further, pred, gt, shared))
-    reference_all = new_metrics("isnet")
+    reference_all = oracle_metrics("isnet")
     for metric in reference_all.values():
         metric.step(pred, gt)  # pysodmetrics' own step; mBA and BIoU: their stand-alone definition
-    (ours, our_curves), (theirs, their_curves) = summarize(first), summarize(reference_all)
+    (ours, our_curves), (theirs, their_curves) = summarize(first), oracle_summary(reference_all)
     assert ours == theirs and all(np.array_equal(our_curves[k], their_curves[k]) for k in theirs and their_curves), (
         "a number differs"
     )

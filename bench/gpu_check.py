@@ -17,14 +17,6 @@ bench/memory.py's figure. The DataParallel and torchrun rows give their seconds.
 
 from __future__ import annotations
 
-import os
-import sys
-
-if __package__ in (None, ""):  # run as a file (python bench/gpu_check.py): re-run as python -m bench.gpu_check
-    _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    _PATH = os.pathsep.join(filter(None, [_ROOT, os.environ.get("PYTHONPATH")]))
-    os.execve(sys.executable, [sys.executable, "-m", "bench.gpu_check", *sys.argv[1:]], {**os.environ, "PYTHONPATH": _PATH})
-
 import argparse
 import json
 import os

@@ -11,16 +11,6 @@ bench/gpu_check.sh; on CPU it runs the same plumbing (use bench/cpu_rate.py for 
 
 from __future__ import annotations
 
-import os
-import sys
-
-if __package__ in (None, ""):  # run as a file: re-run as python -m bench.inference_matrix
-    _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    _PATH = os.pathsep.join(filter(None, [_ROOT, os.environ.get("PYTHONPATH")]))
-    os.execve(
-        sys.executable, [sys.executable, "-m", "bench.inference_matrix", *sys.argv[1:]], {**os.environ, "PYTHONPATH": _PATH}
-    )
-
 import argparse
 import copy
 import json

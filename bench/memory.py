@@ -10,14 +10,6 @@ default) fakes a CUDA device so that autocast uses CUDA's op lists.
 
 from __future__ import annotations
 
-import os
-import sys
-
-if __package__ in (None, ""):  # run as a file (python bench/memory.py): re-run as python -m bench.memory
-    _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    _PATH = os.pathsep.join(filter(None, [_ROOT, os.environ.get("PYTHONPATH")]))
-    os.execve(sys.executable, [sys.executable, "-m", "bench.memory", *sys.argv[1:]], {**os.environ, "PYTHONPATH": _PATH})
-
 import argparse
 import json
 from pathlib import Path

@@ -11,14 +11,6 @@ torch.cuda.max_memory_allocated on GPU, the process's peak RSS growth on CPU.
 
 from __future__ import annotations
 
-import os
-import sys
-
-if __package__ in (None, ""):  # run as a file (python bench/model.py): re-run as python -m bench.model
-    _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    _PATH = os.pathsep.join(filter(None, [_ROOT, os.environ.get("PYTHONPATH")]))
-    os.execve(sys.executable, [sys.executable, "-m", "bench.model", *sys.argv[1:]], {**os.environ, "PYTHONPATH": _PATH})
-
 import argparse
 import json
 import platform

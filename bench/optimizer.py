@@ -9,16 +9,9 @@ their ratio, and checks the two end bit-identical.
 
 from __future__ import annotations
 
-import os
-import sys
-
-if __package__ in (None, ""):  # run as a file: re-run as python -m bench.optimizer
-    _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    _PATH = os.pathsep.join(filter(None, [_ROOT, os.environ.get("PYTHONPATH")]))
-    os.execve(sys.executable, [sys.executable, "-m", "bench.optimizer", *sys.argv[1:]], {**os.environ, "PYTHONPATH": _PATH})
-
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path

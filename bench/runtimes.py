@@ -12,14 +12,6 @@ is compared with eager's on one synthetic image. Needs the export extra for onnx
 
 from __future__ import annotations
 
-import os
-import sys
-
-if __package__ in (None, ""):  # run as a file (python bench/runtimes.py): re-run as python -m bench.runtimes
-    _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    _PATH = os.pathsep.join(filter(None, [_ROOT, os.environ.get("PYTHONPATH")]))
-    os.execve(sys.executable, [sys.executable, "-m", "bench.runtimes", *sys.argv[1:]], {**os.environ, "PYTHONPATH": _PATH})
-
 import argparse
 import json
 import platform

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Sequence, Tuple
 
+from utils.common.errors import ConfigError
+
 #: parts whose activations ``set_grad_checkpointing`` can recompute in backward: both
 #: encoders (timm's per-block checkpointing), MF, CSFM, each HCF, each SFF call.
 CHECKPOINT_PARTS: Tuple[str, ...] = ("encoder", "mf", "csfm", "hcf", "sff")
@@ -25,7 +27,7 @@ def checkpoint_parts(names: Sequence[str]) -> Tuple[str, ...]:
         return CHECKPOINT_PARTS
     unknown = sorted(set(names) - set(CHECKPOINT_PARTS))
     if unknown:
-        raise ValueError(f"unknown checkpoint parts {unknown}; choose from {', '.join(CHECKPOINT_PARTS)} or all")
+        raise ConfigError(f"unknown checkpoint parts {unknown}; choose from {', '.join(CHECKPOINT_PARTS)} or all")
     return tuple(p for p in CHECKPOINT_PARTS if p in names)
 
 
@@ -57,7 +59,7 @@ CONFIGS: Dict[str, Dict[str, Any]] = {
 def get_config(name: str) -> Dict[str, Any]:
     """A copy of the named configuration; a ``ValueError`` lists the names."""
     if name not in CONFIGS:
-        raise ValueError(f"unknown FSANet configuration {name!r}; choose one of {', '.join(CONFIGS)}")
+        raise ConfigError(f"unknown FSANet configuration {name!r}; choose one of {', '.join(CONFIGS)}")
     return dict(CONFIGS[name])
 
 
@@ -71,7 +73,7 @@ def full_config(config: Optional[Dict[str, Any]] = None, **overrides: Any) -> Di
     merged = {**CONFIGS["fsanet"], **(config or {}), **overrides}
     unknown = set(merged) - set(CONFIGS["fsanet"])
     if unknown:
-        raise ValueError(f"unknown FSANet config keys {sorted(unknown)}; known: {sorted(CONFIGS['fsanet'])}")
+        raise ConfigError(f"unknown FSANet config keys {sorted(unknown)}; known: {sorted(CONFIGS['fsanet'])}")
     return merged
 
 

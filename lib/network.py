@@ -27,6 +27,7 @@ from lib.head import PredictionHead
 from lib.modality_fusion import MultiModalityFusion
 from lib.scale_fusion import CollaborativeScaleFusion
 from models.backbones import build_spatial_encoder
+from utils.common.errors import ConfigError
 
 #: the paper's configuration (``lib.configs``); every key is a constructor argument of :class:`FSANet`.
 DEFAULT_CONFIG: Dict[str, Any] = CONFIGS["fsanet"]
@@ -47,11 +48,11 @@ class FSANetOutput(NamedTuple):
 def check_input(x: torch.Tensor) -> None:
     """Raise a ValueError unless ``x`` is B×3×H×W with H, W multiples of 32."""
     if x.ndim != 4 or x.shape[1] != 3:
-        raise ValueError(f"FSANet expects a B×3×H×W RGB batch, got shape {tuple(x.shape)}")
+        raise ConfigError(f"FSANet expects a B×3×H×W RGB batch, got shape {tuple(x.shape)}")
     height, width = x.shape[-2:]
     if height % INPUT_MULTIPLE or width % INPUT_MULTIPLE or height == 0 or width == 0:
         fit = [max(INPUT_MULTIPLE, round(s / INPUT_MULTIPLE) * INPUT_MULTIPLE) for s in (height, width)]
-        raise ValueError(
+        raise ConfigError(
             f"FSANet needs H and W that are multiples of {INPUT_MULTIPLE}, got {height}×{width}; "
             f"resize the input, e.g. to {fit[0]}×{fit[1]}"
         )
@@ -112,7 +113,7 @@ class FSANetNetwork(nn.Module):
         to save memory; ``enable=False`` turns all of them off. Weights and keys are unchanged."""
         unknown = set(parts) - set(CHECKPOINT_PARTS)
         if unknown:
-            raise ValueError(f"unknown checkpoint parts {sorted(unknown)}; choose from {', '.join(CHECKPOINT_PARTS)}")
+            raise ConfigError(f"unknown checkpoint parts {sorted(unknown)}; choose from {', '.join(CHECKPOINT_PARTS)}")
         encoder = enable and "encoder" in parts
         self.spatial_encoder.set_grad_checkpointing(encoder)
         self.frequency_branch.encoder.set_grad_checkpointing(encoder)

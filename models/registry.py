@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 
+from utils.common.errors import ConfigError
+
 #: the two places an encoder can sit: the RGB (spatial) encoder and the 1-channel
 #: high-pass (frequency) encoder.
 ROLES: Tuple[str, ...] = ("spatial", "frequency")
@@ -85,7 +87,7 @@ def get_backbone(name: str, role: Optional[str] = None) -> BackboneSpec:
     spec = BACKBONES.get(name)
     if spec is None or (role is not None and role not in spec.roles):
         what = f"{role} backbone" if role else "backbone"
-        raise ValueError(f"unknown {what} {name!r}; choose one of {sorted(backbone_names(role))}")
+        raise ConfigError(f"unknown {what} {name!r}; choose one of {sorted(backbone_names(role))}")
     return spec
 
 

@@ -48,7 +48,7 @@ def test_model_bench(tmp_path, capsys):
     assert data["config"]["size"] == 64 and data["config"]["impl"] == ["ours", "authors"]
     for impl in ("ours", "authors"):
         result = data["results"][impl]
-        assert 0 < result["infer_min_s"] <= result["infer_median_s"]
+        assert result["infer_min_s"] > 0
         assert result["maps_max_grey_diff"] <= 1  # NHWC changes float rounding only
     assert "faster than the authors' way" in stdout  # the comparison line is printed
 

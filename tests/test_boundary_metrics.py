@@ -14,8 +14,8 @@ from PIL import Image
 
 import eval as eval_cli
 from utils.evaluation.boundary import BoundaryAccuracy, BoundaryIoU, mba_radii
-from utils.evaluation.metrics import new_metrics, summarize
-from utils.evaluation.pairs import MaskQuantities, add_pair
+from utils.evaluation.metrics import add_pair, new_metrics, summarize
+from utils.evaluation.pairs import MaskQuantities
 
 # ----------------------------------------------------------------------------- the definitions, literally
 

@@ -12,8 +12,9 @@ from skimage import morphology
 from utils.data.synthetic import make_sample
 from utils.evaluation import pairs
 from utils.evaluation.hce import HumanCorrectionEffort
-from utils.evaluation.metrics import new_metrics
-from utils.evaluation.pairs import MaskQuantities, add_pair
+from utils.evaluation.metrics import add_pair, new_metrics
+from utils.evaluation.oracle import oracle_metrics, oracle_per_image
+from utils.evaluation.pairs import MaskQuantities
 from utils.evaluation.skeleton import skeletonize
 
 
@@ -62,27 +63,25 @@ def _maps(gt_u8, rng):
 
 
 def _reference(pred, gt):
-    metrics = new_metrics("isnet")
+    """pysodmetrics' own objects stepped on the pair (the oracle)."""
+    metrics = oracle_metrics("isnet")
     for metric in metrics.values():
         metric.step(pred, gt)
-    return metrics
+    return oracle_per_image(metrics)
 
 
 def _per_image(metrics):
-    """Every per-image list inside the pysodmetrics objects, by name."""
-    found = {}
-    for key, metric in metrics.items():
-        for name, value in vars(metric).items():
-            if isinstance(value, list):
-                found[f"{key}.{name}"] = value
-            elif isinstance(value, dict):
-                for handler_name, handler in value.items():
-                    found[f"{key}.{handler_name}"] = handler.dynamic_results
-    return found
+    """Every per-image list of the table's metric objects, as ``name.list``."""
+    return {f"{key}.{name}": values for key, metric in metrics.items() for name, values in metric.per_image().items()}
+
+
+def _lists(found):
+    """Per-image lists from metric objects, or the lists themselves (the oracle's)."""
+    return found if isinstance(next(iter(found.values())), list) else _per_image(found)
 
 
 def _assert_bit_equal(ours, reference, what):
-    ours, reference = _per_image(ours), _per_image(reference)
+    ours, reference = _lists(ours), _lists(reference)
     assert ours.keys() == reference.keys()
     for name, values in reference.items():
         assert len(ours[name]) == len(values), (what, name)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from lib.configs import get_config
 from lib.FSANet import build_fsanet
-from lib.keymap import AUTHORS_UNUSED, authors_optimizer_to_fsanet
+from lib.keymap import authors_optimizer_to_fsanet
 from utils.training.adaxw import AdaXW
 from utils.training.losses import boundary_weight, deep_supervision_loss, structure_loss
 from utils.training.recipe import make_scheduler, scaled_sizes
@@ -141,7 +141,6 @@ def test_default_weight_decay_never_changes_a_float32_weight():
         param.grad = torch.zeros_like(start)  # no AdaX step: only the decay acts
         AdaXW([param], lr=lr, weight_decay=wd).step()
         assert torch.equal(param.data, start) is not changes, (lr, wd)
-    assert 2e-4 * 1e-4 < 2.0**-25 < 1e-3 * 1e-4
 
 
 @pytest.mark.parametrize("lr, wd", [(2e-4, 1e-4), (0.05, 0.3)])
@@ -240,7 +239,6 @@ def test_authors_optimizer_state_is_reindexed_by_name(authors_recipe):
         assert entry["step"] == 7 and entry["exp_avg"].flatten()[0].item() == names.index(authors_name)
     optimizer = AdaXW(model.parameters())
     optimizer.load_state_dict(mapped)  # shapes and indices fit this model
-    assert AUTHORS_UNUSED[0] == "conv_up2."
     assert authors_optimizer_to_fsanet({}, authors_recipe, model) is None
 
 

@@ -27,6 +27,7 @@ from conftest import load_manifest
 from official_weights import recipe_state_dict
 
 from utils.training import recipe
+from utils.training.losses import LOSSES
 
 
 @contextlib.contextmanager
@@ -89,7 +90,7 @@ CHANGES: Dict[str, Callable[[], contextlib.AbstractContextManager]] = {
     "weight decay x 10": lambda: patched(trajectory_test, "make_optimizer", _optimizer_with(wd_factor=10)),
     "AdaX eps 1e-8 instead of 1e-12": lambda: patched(recipe, "ADAX_EPS", 1e-8),
     "BCE weighted (--loss weighted)": lambda: patched(
-        trajectory_test, "make_step_config", _step_config_with(bce="weighted")
+        trajectory_test, "make_step_config", _step_config_with(loss=LOSSES["weighted"].fn)
     ),
 }
 

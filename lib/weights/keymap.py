@@ -18,6 +18,9 @@ layout                      what it is
                             (its keys are timm's ``res2net50d`` keys)
 ``resnet50_torchvision``    torchvision's ResNet-50 (``resnet50-0676ba61.pth``)
 ``resnet18_torchvision``    torchvision's ResNet-18 (``resnet18-f37072fd.pth``)
+``timm``                    any other state dict: a timm model's own keys (a
+                            backbone entry may accept it; its classifier is
+                            dropped and every other key must fit)
 ==========================  ==================================================
 
 A ``module.`` prefix (nn.DataParallel / DDP) is removed wherever it appears.
@@ -129,11 +132,7 @@ def detect_layout(obj: Any, path: PathLike = "<checkpoint>") -> Tuple[str, State
             if wrapped and layout == "authors_state_dict":
                 layout = "authors"
             return layout, state_dict, meta
-    raise CheckpointError(
-        f"{path}: a state dict of another architecture ({len(state_dict)} tensors, first keys "
-        f"{list(state_dict)[:4]}); expected FSANet (authors' or this project's), PVT-v2, "
-        "Res2Net-50 v1b or torchvision ResNet-50 weights"
-    )
+    return "timm", state_dict, meta  # no marker: a timm model's own state dict (its fit is checked on load)
 
 
 # ----------------------------------------------------------------------------- key mapping

@@ -69,6 +69,11 @@ def _record(source: Source, model_class: Optional[Type[nn.Module]] = None) -> We
 
 
 def _require_fsanet(record: WeightFile) -> None:
+    if record.layout == "timm":
+        raise CheckpointError(
+            f"{record.path}: a state dict of another architecture ({len(record.tensors)} tensors, first keys "
+            f"{list(record.tensors)[:4]}); expected FSANet weights (the authors' or this project's)"
+        )
     if record.layout not in FSANET_LAYOUTS:
         specs = [spec for spec in BACKBONES.values() if record.layout in spec.layouts]
         flags = sorted({ROLE_FLAGS[role] for spec in specs for role in spec.roles})
@@ -158,6 +163,10 @@ def load_backbone(model: nn.Module, source: Source, part: str, generator: Option
             f"it needs {' or '.join(accepted) or 'no'} weights"
         )
     state_dict = dict(record.tensors)
+    if record.layout == "timm":  # a timm model's own keys: its ImageNet classifier goes (the body has none)
+        head = (getattr(encoder.body, "pretrained_cfg", None) or {}).get("classifier") or "fc"
+        heads = head if isinstance(head, (list, tuple)) else [head]
+        state_dict = {k: v for k, v in state_dict.items() if not any(k.startswith(h + ".") for h in heads)}
     reinitialised: List[str] = []
     if part == "frequency":
         stem = _stem_key(encoder)

@@ -18,7 +18,21 @@ LIBRARY_NAME, PIPELINE_TAG = "fsanet", "image-segmentation"
 PAPER = "High-Precision Dichotomous Image Segmentation with Frequency and Scale Awareness (IEEE TNNLS 2024)"
 
 
-def _front_matter(metrics: bool) -> str:
+def _card_columns(results: Mapping[str, Any]) -> Dict[str, Dict[str, Any]]:
+    """``{table key: {"digits", "card"}}`` of the keys the card shows: those results.json's
+    ``metrics`` entry (written by eval.py from its metric table) gives a card id; a results
+    file without that entry shows every key it holds, with 3 decimals."""
+    described = results.get("metrics")
+    if isinstance(described, Mapping) and described:
+        return {k: dict(v) for k, v in described.items() if isinstance(v, Mapping) and v.get("card")}
+    keys: Dict[str, Dict[str, Any]] = {}
+    for per_set in results.get("results", {}).values():
+        for values in per_set.values():
+            keys.update({k: {"digits": 3, "card": None} for k in values if k != "num"})
+    return keys
+
+
+def _front_matter(results: Optional[Mapping[str, Any]]) -> str:
     lines = [
         "---",
         f"library_name: {LIBRARY_NAME}",
@@ -30,31 +44,22 @@ def _front_matter(metrics: bool) -> str:
         "datasets:",
         "- DIS5K",
     ]
-    if metrics:
-        lines += [
-            "metrics:",
-            *[f"- {m}" for m in ("max-f-measure", "weighted-f-measure", "mae", "s-measure", "e-measure", "hce")],
-        ]
+    ids = [info["card"] for info in _card_columns(results).values() if info.get("card")] if results else []
+    if ids:
+        lines += ["metrics:", *[f"- {m}" for m in ids]]
     return "\n".join(lines + ["---"])
 
 
-def _cell(key: str, values: Mapping[str, Any]) -> str:
-    if key not in values:
-        return "–"
-    return f"{values[key]:.0f}" if key == "HCE" else f"{values[key]:.3f}"
-
-
 def _results_table(results: Mapping[str, Any]) -> str:
-    """eval.py's results.json (``{"results": {method: {set: {metric: value}}}, "provenance"}``) as Markdown."""
+    """eval.py's results.json (``{"results": {method: {set: {metric: value}}}, "metrics", "provenance"}``)
+    as Markdown, in the columns and decimals its ``metrics`` entry gives."""
     table = results.get("results", {})
-    keys = ["maxFm", "wFm", "MAE", "Sm", "meanEm", "HCE"]
+    shown = _card_columns(results)
+    keys = list(shown)
     lines = ["| method | set | num | " + " | ".join(keys) + " |", "|" + "---|" * (3 + len(keys))]
     for method, per_set in table.items():
         for set_name, values in per_set.items():
-            cells = [
-                f"{values[k]:.0f}" if k == "HCE" and k in values else f"{values[k]:.3f}" if k in values else "–"
-                for k in keys
-            ]
+            cells = [f"{values[k]:.{int(shown[k].get('digits', 3))}f}" if k in values else "–" for k in keys]
             lines.append(f"| {method} | {set_name} | {values.get('num', '')} | " + " | ".join(cells) + " |")
     info = results.get("provenance") or {}
     notes = [info.get("hce"), info.get("overall")]
@@ -68,7 +73,7 @@ def model_card(config: Mapping[str, Any], parameters: int, results: Optional[Map
     """The README.md of a pretrained folder: a Hub model card (YAML front matter first)."""
     config_text = json.dumps(dict(config), indent=2, sort_keys=True)
     card = [
-        _front_matter(results is not None),
+        _front_matter(results),
         "",
         "# FSANet",
         "",

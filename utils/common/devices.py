@@ -9,6 +9,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from utils.common.distributed import DistInfo
+from utils.common.errors import ConfigError
 from utils.common.logs import get_logger
 
 log = get_logger(__name__)
@@ -20,7 +21,7 @@ def resolve_device(name: Optional[str]) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: no CUDA GPU is visible to PyTorch; use --device cpu")
+        raise ConfigError(f"--device {name}: no CUDA GPU is visible to PyTorch; use --device cpu")
     return device
 
 
@@ -34,11 +35,11 @@ def data_parallel_device(device: torch.device, gpus: List[int]) -> torch.device:
     count = torch.cuda.device_count()
     absent = [g for g in gpus if g >= count]
     if absent or len(set(gpus)) != len(gpus):
-        raise ValueError(
+        raise ConfigError(
             f"--gpus {','.join(map(str, gpus))}: {count} GPUs are visible (ids 0..{count - 1}), each id may appear once"
         )
     if device.index is not None and device.index != gpus[0]:
-        raise ValueError(
+        raise ConfigError(
             f"--device {device} but --gpus starts with {gpus[0]}: DataParallel keeps the model on the "
             "first of --gpus; drop --device or make them agree"
         )

@@ -21,6 +21,8 @@ from typing import Any, List
 import torch
 import torch.distributed as dist
 
+from utils.common.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -52,7 +54,7 @@ def init_distributed(device_type: str) -> DistInfo:
     device = torch.device("cpu")
     if device_type == "cuda":
         if local_rank >= torch.cuda.device_count():
-            raise ValueError(
+            raise ConfigError(
                 f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} GPUs are visible: "
                 "start at most one process per GPU (torchrun --nproc_per_node)"
             )
@@ -77,7 +79,7 @@ def all_reduce_sum(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
     """
     if info.enabled:
         if tensor.device != info.device:
-            raise ValueError(
+            raise ConfigError(
                 f"all_reduce_sum: tensor on {tensor.device}, but the collectives of this process run "
                 f"on {info.device}; create it there (device=...)"
             )

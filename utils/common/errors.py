@@ -14,4 +14,8 @@ class FSANetError(ValueError):
     """A refusal meant for the user: the message names the file or flag and the fix."""
 
 
-__all__ = ["FSANetError"]
+class ConfigError(FSANetError):
+    """A flag, config value or input the code cannot use (e.g. ``--rates`` giving size 0)."""
+
+
+__all__ = ["ConfigError", "FSANetError"]

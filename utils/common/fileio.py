@@ -15,13 +15,15 @@ import uuid
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Union
 
+from utils.common.errors import FSANetError
+
 PathLike = Union[str, os.PathLike]
 
 #: the prefix and suffix of this module's temporary files (stale ones are safe to delete).
 TMP_PREFIX, TMP_SUFFIX = ".", ".tmp"
 
 
-class OutputError(ValueError):
+class OutputError(FSANetError):
     """An output location that cannot be written; the message names it and the flag."""
 
 

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from utils.common.devices import smallest_chunk
 from utils.common.distributed import DistInfo
+from utils.common.errors import ConfigError
 from utils.common.fileio import atomic_write
 from utils.common.logs import get_logger
 from utils.data.images import read_gt_mask, read_rgb
@@ -153,12 +154,12 @@ def make_train_loader(
         generator=generator,
     )
     if len(dataset) < 2:
-        raise ValueError(
+        raise ConfigError(
             f"{where}: {len(dataset)} usable pair; training needs at least 2 (every batch needs 2 "
             "images for SFF's BatchNorm): add images"
         )
     if len(loader) == 0:
-        raise ValueError(
+        raise ConfigError(
             f"{where}: {len(dataset)} pairs give no full batch of {per_process}; add images or lower "
             "--batchsize (2 at the least)"
         )

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
+from utils.common.errors import FSANetError
 from utils.data.images import IMAGE_EXTENSIONS
 
 PathLike = Union[str, os.PathLike]
 
 
-class DatasetError(ValueError):
+class DatasetError(FSANetError):
     """A dataset folder that cannot be used as it is; the message says what to fix."""
 
 

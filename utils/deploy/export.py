@@ -33,9 +33,9 @@ from torch import nn
 from lib.checkpoint import build_from_checkpoint
 from lib.configs import CONFIGS, get_config
 from lib.FSANet import INPUT_MULTIPLE, build_fsanet
-from lib.weights import CheckpointError
+from utils.common.errors import ConfigError, FSANetError
 from utils.common.extras import MissingExtraError, require_extra
-from utils.common.fileio import OutputError, temporary_name
+from utils.common.fileio import temporary_name
 from utils.common.logs import get_logger, setup_logging
 from utils.common.ownership import check_replaceable, hold_file_lock
 from utils.inference.config import DEFAULT_TESTSIZE
@@ -92,7 +92,7 @@ def export_onnx(
 
     height, width = (int(s) for s in size)
     if height % INPUT_MULTIPLE or width % INPUT_MULTIPLE:
-        raise ValueError(f"--size {height} {width}: FSANet needs multiples of {INPUT_MULTIPLE}")
+        raise ConfigError(f"--size {height} {width}: FSANet needs multiples of {INPUT_MULTIPLE}")
     wrapper = PredictionLogits(model.eval(), all_outputs).eval()
     example = torch.randn(2 if dynamic else 1, 3, height, width)  # batch 1 would be fixed to 1
     shapes = None
@@ -247,7 +247,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.verify_sizes is not None:
             sizes = [(s, s) for s in args.verify_sizes if s > 0]
             if not args.dynamic and any(s != size for s in sizes):
-                raise ValueError(f"--verify_sizes: a fixed-size export runs at {size[0]}×{size[1]} only; or use --dynamic")
+                raise ConfigError(f"--verify_sizes: a fixed-size export runs at {size[0]}×{size[1]} only; or use --dynamic")
         out = Path(args.out)
         with hold_file_lock(out, "--out", "export"):  # one writer of the file
             # only an earlier FSANet export may be replaced, and only by one that verifies
@@ -271,7 +271,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             finally:
                 tmp.unlink(missing_ok=True)
         log.info("wrote %s (%.1f MiB, input %s)", out, out.stat().st_size / 2**20, "dynamic" if args.dynamic else size)
-    except (CheckpointError, ExportError, MissingExtraError, OnnxError, OutputError, ValueError, OSError) as error:
+    except (FSANetError, MissingExtraError, OSError) as error:  # anything else is a bug: it keeps its traceback
         log.error("%s", error)  # nothing usable was written
         return 2
     return 0

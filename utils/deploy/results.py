@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 from PIL import Image
 
+from utils.common.errors import FSANetError
 from utils.common.logs import get_logger
 from utils.deploy.compose import Prediction, compose
 from utils.deploy.limits import KEEP_RESULTS_S
@@ -126,7 +127,7 @@ def run_upload(
             map_path = session.folder / f"{stem}_map.png"
             write_png(prediction.map, map_path)
             session.predictions.append(StoredPrediction(name, stem, pixels, map_path))
-        except (ValueError, OSError) as error:
+        except (FSANetError, OSError) as error:  # an upload refused by name (not an image, damaged, too large)
             session.errors.append(str(error))
         except Exception as error:  # noqa: BLE001  (never a traceback on the page)
             log.exception("%s: prediction failed", name)

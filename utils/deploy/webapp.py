@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from utils.common.errors import ConfigError
 from utils.common.extras import require_extra
 from utils.common.logs import get_logger
 from utils.data.images import ImageReadError, image_size, read_rgb_and_alpha
@@ -75,22 +76,22 @@ class Segmenter:
         self._lock = threading.Lock()  # one forward at a time, whatever the server's threads
 
     def predict(self, path: PathLike, name: Optional[str] = None) -> Prediction:
-        """test.py ``--input``'s map of one file; an ``OSError``/``ValueError`` that names the
+        """test.py ``--input``'s map of one file; an ``OSError``/``ConfigError`` that names the
         file when it is not an image, is damaged or is too large."""
         name = name or Path(path).name
         try:  # decoded only as the format the upload's own name says (test.py --input's rule)
             width, height = image_size(path, name)
         except ImageReadError as error:
-            raise ValueError(f"{name}: not an image this app can read ({_reason(error, name)})") from None
+            raise ConfigError(f"{name}: not an image this app can read ({_reason(error, name)})") from None
         if width * height > self.max_pixels:
-            raise ValueError(
+            raise ConfigError(
                 f"{name}: {width}×{height} pixels, more than this app's limit of {self.max_pixels:,} "
                 "(app.py --max_pixels); scale it down first"
             )
         try:
             image, alpha = read_rgb_and_alpha(path, exif_orientation=True, name=name)  # as test.py --input reads photos
         except ImageReadError as error:
-            raise ValueError(f"{name}: damaged or truncated image ({_reason(error, name)})") from None
+            raise ConfigError(f"{name}: damaged or truncated image ({_reason(error, name)})") from None
         with self._lock:
             prob_map = predict_image(
                 self.model, image, self.testsize, self.device, self.amp_dtype, keep_aspect=self.keep_aspect
@@ -111,23 +112,23 @@ def _forget(session: Optional[Session]) -> None:
 
 
 def parse_file_size(text: str) -> int:
-    """``"200mb"``, ``"1.5 GB"``, ``"5000"`` → bytes; a ``ValueError`` naming --max_file_size otherwise."""
+    """``"200mb"``, ``"1.5 GB"``, ``"5000"`` → bytes; a ``ConfigError`` naming --max_file_size otherwise."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?b)?\s*", str(text).lower())
     if not match:
-        raise ValueError(f"--max_file_size {text!r}: give a size such as 200mb, 1.5gb or 5000 (bytes)")
+        raise ConfigError(f"--max_file_size {text!r}: give a size such as 200mb, 1.5gb or 5000 (bytes)")
     scale = {None: 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12}[match.group(2)]
     return int(float(match.group(1)) * scale)
 
 
 def check_port(host: str, port: int) -> None:
-    """A ``ValueError`` naming --port when ``host:port`` cannot be served (busy, or not allowed)."""
+    """A ``ConfigError`` naming --port when ``host:port`` cannot be served (busy, or not allowed)."""
     if not 0 < port < 65536:
-        raise ValueError(f"--port {port}: choose 1–65535")
+        raise ConfigError(f"--port {port}: choose 1–65535")
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
         try:
             probe.bind((host, port))
         except OSError as error:
-            raise ValueError(
+            raise ConfigError(
                 f"--host {host} --port {port}: cannot serve there ({error.strerror or error}); another program "
                 "may be using the port: choose another --port"
             ) from None

@@ -15,6 +15,7 @@ from typing import Dict, Optional, Sequence, Union
 
 import numpy as np
 
+from utils.common.errors import FSANetError
 from utils.data.folders import list_images
 from utils.data.images import read_mask, read_rgb
 from utils.data.pairing import find_layout
@@ -162,7 +163,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             draw_architecture(args.out)
         else:
             qualitative_grid(args.images, dict(args.pred), args.out, args.masks, args.count)
-    except (ValueError, OSError) as error:  # DatasetError and unreadable files included
+    except (FSANetError, OSError) as error:  # DatasetError and unreadable files included
         parser.error(str(error))
     sys.stdout.write(f"wrote {args.out}\n")
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+from utils.common.errors import FSANetError
 from utils.common.logs import get_logger
 from utils.data.folders import DatasetError, list_folder
 from utils.data.images import IMAGE_EXTENSIONS, MASK_EXTENSIONS
@@ -19,7 +20,7 @@ log = get_logger(__name__)
 MaskItem = Tuple[Path, Dict[str, Path]]
 
 
-class EvaluationError(ValueError):
+class EvaluationError(FSANetError):
     """Inputs that cannot be evaluated as they are; the message names the files."""
 
 

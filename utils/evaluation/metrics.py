@@ -8,26 +8,41 @@ maxBIoU and meanBIoU (``utils.evaluation.boundary``). "Overall" is the plain mea
 of DIS-TE1..4, metric by metric, as the published DIS tables report it; its
 ``num`` is the sum.
 
-Scoring whole sets of predictions: ``utils.evaluation.scoring``.
+:data:`METRICS` is the metric table, the one owner of every metric fact: an entry
+(:class:`MetricSpec`) names the object that computes it (``step``/``get_results``,
+:mod:`utils.evaluation.pair_metrics`), the table keys it reports, which direction is
+better, the decimals shown and its model-card id. The report columns and arrows, the
+Overall row, results.json's ``metrics`` entry (read by the model card) and the docs are
+derived from it; :func:`register_metric` adds one (``docs/extending.md``). Scoring whole
+sets of predictions: ``utils.evaluation.scoring``.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import py_sod_metrics as sod
 
 from utils.common.logs import get_logger
-from utils.evaluation.boundary import BoundaryAccuracy, BoundaryIoU
-from utils.evaluation.hce import HumanCorrectionEffort
-from utils.evaluation.pairs import MaskQuantities, add_pair
+from utils.evaluation.pair_metrics import (
+    BoundaryIoUCurve,
+    EMeasure,
+    FMeasure,
+    HumanCorrection,
+    MeanAbsoluteError,
+    MeanBoundaryAccuracy,
+    Pair,
+    PairMetric,
+    SMeasure,
+    WeightedFMeasure,
+)
+from utils.evaluation.pairs import MaskQuantities
 
 PathLike = Union[str, os.PathLike]
 log = get_logger(__name__)
 
-METRIC_KEYS = ("maxFm", "meanFm", "wFm", "MAE", "Sm", "meanEm", "maxEm", "HCE", "mBA", "maxBIoU", "meanBIoU")
 OVERALL = "Overall"
 #: what the Overall row is, for reports.
 OVERALL_TEXT = "Overall = plain mean of DIS-TE1..4 per metric (num: their sum); not all TE images pooled"
@@ -36,83 +51,220 @@ Results = Dict[str, Dict[str, Dict[str, float]]]  # {method: {set: {metric: valu
 Curves = Dict[str, Dict[str, Dict[str, np.ndarray]]]  # {method: {set: {curve: values}}}
 
 
+@dataclass(frozen=True)
+class MetricOptions:
+    """What eval.py's flags choose about the metrics: the HCE rule (None: no HCE) and whether
+    the boundary metrics (mBA, BIoU) are computed."""
+
+    hce_rule: Optional[str] = "isnet"
+    boundary: bool = True
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One entry of the metric table.
+
+    Args:
+        name: its short name (``only=`` and the per-chunk dicts use it).
+        make: ``MetricOptions -> PairMetric``, or ``None`` when the options leave it out.
+        keys: the table keys its ``get_results()`` returns, in column order.
+        better: ``"higher"`` or ``"lower"`` (the report's arrow).
+        digits: decimals shown in the Markdown table and the model card.
+        card: ``{table key: Hub metric id}`` of the keys the model card shows.
+        summary: one line for the docs.
+    """
+
+    name: str
+    make: Callable[[MetricOptions], Optional[PairMetric]]
+    keys: Tuple[str, ...]
+    better: str
+    digits: int = 3
+    card: Mapping[str, str] = field(default_factory=dict)
+    summary: str = ""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.keys:
+            problems.append("at least one table key")
+        if self.better not in ("higher", "lower"):
+            problems.append("better 'higher' or 'lower'")
+        if set(self.card) - set(self.keys):
+            problems.append(f"card keys among {self.keys}")
+        if not callable(self.make):
+            problems.append("a callable make")
+        if problems:
+            raise ValueError(f"metric {self.name!r}: the entry needs {', '.join(problems)}")
+
+
+#: the metric table: name -> spec, in column order.
+METRICS: Dict[str, MetricSpec] = {}
+
+
+def register_metric(spec: MetricSpec, *, replace: bool = False) -> MetricSpec:
+    """Add ``spec`` to the table (``replace=True`` to redefine a name); its keys must be new."""
+    if spec.name in METRICS and not replace:
+        raise ValueError(f"metric {spec.name!r} is already registered; pass replace=True to redefine it")
+    taken = {k for name, other in METRICS.items() if name != spec.name for k in other.keys}
+    if taken & set(spec.keys):
+        raise ValueError(f"metric {spec.name!r}: table keys {sorted(taken & set(spec.keys))} belong to another entry")
+    METRICS[spec.name] = spec
+    return spec
+
+
+def metric_keys() -> Tuple[str, ...]:
+    """Every table key, in column order."""
+    return tuple(k for spec in METRICS.values() for k in spec.keys)
+
+
+def spec_of(key: str) -> MetricSpec:
+    """The entry that reports table key ``key``."""
+    for spec in METRICS.values():
+        if key in spec.keys:
+            return spec
+    raise KeyError(key)
+
+
+class _LiveKeys(Sequence):
+    """:func:`metric_keys` as a sequence that follows the table (the older ``METRIC_KEYS``)."""
+
+    def __getitem__(self, index):
+        return metric_keys()[index]
+
+    def __len__(self) -> int:
+        return len(metric_keys())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(metric_keys())
+
+    def __repr__(self) -> str:
+        return repr(metric_keys())
+
+
+METRIC_KEYS: Sequence[str] = _LiveKeys()
+
+
+def columns() -> Dict[str, Dict[str, Any]]:
+    """``{table key: {"better", "digits", "card"}}``: what reports and results.json say of each key."""
+    return {
+        key: {"better": spec.better, "digits": spec.digits, "card": spec.card.get(key)}
+        for spec in METRICS.values()
+        for key in spec.keys
+    }
+
+
+register_metric(
+    MetricSpec(
+        "fm",
+        lambda o: FMeasure(),
+        ("maxFm", "meanFm"),
+        "higher",
+        card={"maxFm": "max-f-measure"},
+        summary="Fβ (β² = 0.3) over 256 thresholds: the mean curve's max and mean",
+    )
+)
+register_metric(
+    MetricSpec(
+        "wfm", lambda o: WeightedFMeasure(), ("wFm",), "higher", card={"wFm": "weighted-f-measure"}, summary="weighted Fβ"
+    )
+)
+register_metric(MetricSpec("mae", lambda o: MeanAbsoluteError(), ("MAE",), "lower", card={"MAE": "mae"}, summary="MAE"))
+register_metric(MetricSpec("sm", lambda o: SMeasure(), ("Sm",), "higher", card={"Sm": "s-measure"}, summary="Sα (α = 0.5)"))
+register_metric(
+    MetricSpec(
+        "em",
+        lambda o: EMeasure(),
+        ("meanEm", "maxEm"),
+        "higher",
+        card={"meanEm": "e-measure"},
+        summary="Eφ over 256 thresholds: the mean curve's mean and max",
+    )
+)
+register_metric(
+    MetricSpec(
+        "hce",
+        lambda o: HumanCorrection(o.hce_rule) if o.hce_rule is not None else None,
+        ("HCE",),
+        "lower",
+        digits=0,
+        card={"HCE": "hce"},
+        summary="HCEγ (relax 5, epsilon 2.0) under --hce_rule",
+    )
+)
+register_metric(
+    MetricSpec(
+        "mba",
+        lambda o: MeanBoundaryAccuracy() if o.boundary else None,
+        ("mBA",),
+        "higher",
+        summary="mBA, BiRefNet's boundary accuracy",
+    )
+)
+register_metric(
+    MetricSpec(
+        "biou",
+        lambda o: BoundaryIoUCurve() if o.boundary else None,
+        ("maxBIoU", "meanBIoU"),
+        "higher",
+        summary="boundary IoU over 256 thresholds: the mean curve's max and mean",
+    )
+)
+
+
 def new_metrics(
     hce_rule: Optional[str] = "isnet", only: Optional[Sequence[str]] = None, boundary: bool = True
-) -> Dict[str, Any]:
-    """Fresh pysodmetrics objects for one (method, set); ``hce_rule=None`` leaves HCE out,
-    ``boundary=False`` mBA and BIoU (``utils.evaluation.boundary``), ``only`` keeps those keys
-    (``fm``, ``wfm``, ``mae``, ``sm``, ``em``, ``hce``, ``mba``, ``biou``)."""
-    metrics = {
-        "fm": sod.FmeasureV2(
-            metric_handlers={
-                "fm": sod.FmeasureHandler(with_dynamic=True, with_adaptive=False, beta=0.3),
-                "pre": sod.PrecisionHandler(with_dynamic=True, with_adaptive=False),
-                "rec": sod.RecallHandler(with_dynamic=True, with_adaptive=False),
-            }
-        ),
-        "wfm": sod.WeightedFmeasure(),
-        "mae": sod.MAE(),
-        "sm": sod.Smeasure(),
-        "em": sod.Emeasure(),
-    }
-    if hce_rule is not None:
-        metrics["hce"] = HumanCorrectionEffort(hce_rule, relax=5, epsilon=2.0)
-    if boundary:
-        metrics["mba"], metrics["biou"] = BoundaryAccuracy(), BoundaryIoU()
-    return {k: v for k, v in metrics.items() if only is None or k in only}
+) -> Dict[str, PairMetric]:
+    """Fresh metric objects of the table for one (method, set); ``hce_rule=None`` leaves HCE
+    out, ``boundary=False`` mBA and BIoU, ``only`` keeps those names (``fm``, ``wfm``, ``mae``,
+    ``sm``, ``em``, ``hce``, ``mba``, ``biou`` and any registered)."""
+    options = MetricOptions(hce_rule, boundary)
+    made = {name: spec.make(options) for name, spec in METRICS.items() if only is None or name in only}
+    return {name: metric for name, metric in made.items() if metric is not None}
 
 
-def step_metrics(metrics: Dict[str, Any], pred: np.ndarray, gt: np.ndarray, mask: Optional[MaskQuantities] = None) -> None:
-    """Add one (uint8 prediction, uint8 mask) pair of equal size; ``mask`` is the mask's
-    :class:`utils.evaluation.pairs.MaskQuantities` (shared by every method scored on
-    it), built here when not given. The values are pysodmetrics' to the last bit."""
-    add_pair(metrics, pred, gt, mask)
+def step_metrics(
+    metrics: Mapping[str, PairMetric], pred: np.ndarray, gt: np.ndarray, mask: Optional[MaskQuantities] = None
+) -> None:
+    """Step every metric on one (8-bit prediction, 8-bit mask) pair of equal size; ``mask`` is
+    the mask's :class:`utils.evaluation.pairs.MaskQuantities` (shared by every method scored on
+    it), built here when not given."""
+    pair = Pair(pred, gt, mask)
+    for metric in metrics.values():
+        metric.step(pair)
 
 
-def _lists(obj: Any) -> Dict[str, list]:
-    """The per-image result lists inside a pysodmetrics object (its handlers' too)."""
-    found = {name: value for name, value in vars(obj).items() if isinstance(value, list)}
-    for name, value in vars(obj).items():
-        if isinstance(value, dict):
-            for key, handler in value.items():
-                found.update({f"{name}.{key}.{n}": v for n, v in _lists(handler).items()})
-    return found
+#: the older name of :func:`step_metrics`
+add_pair = step_metrics
 
 
-def merge_metrics(parts: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
-    """Concatenate the per-image results of several chunks (in order) into the first."""
+def merge_metrics(parts: Sequence[Dict[str, PairMetric]]) -> Dict[str, PairMetric]:
+    """Append the per-image results of several chunks (in order) to the first's."""
     merged = parts[0]
     for part in parts[1:]:
         for key, metric in part.items():
-            target = _lists(merged[key])
-            for name, values in _lists(metric).items():
-                target[name].extend(values)
+            merged[key].merge(metric)
     return merged
 
 
-def summarize(metrics: Dict[str, Any]) -> Tuple[Dict[str, float], Dict[str, np.ndarray]]:
-    """``({metric: value}, {curve: 256 values})``; values are pysodmetrics' results, unrounded."""
+def pair_count(metrics: Mapping[str, PairMetric]) -> int:
+    """How many pairs the metrics were stepped on."""
+    return max((len(metric) for metric in metrics.values()), default=0)
+
+
+def summarize(metrics: Mapping[str, PairMetric]) -> Tuple[Dict[str, float], Dict[str, np.ndarray]]:
+    """``({table key: value}, {curve: 256 values})`` in the table's order, unrounded."""
     values: Dict[str, float] = {}
     curves: Dict[str, np.ndarray] = {}
-    if "fm" in metrics:
-        fm = metrics["fm"].get_results()
-        values.update(maxFm=float(fm["fm"]["dynamic"].max()), meanFm=float(fm["fm"]["dynamic"].mean()))
-        curves = {"precision": fm["pre"]["dynamic"], "recall": fm["rec"]["dynamic"], "fm": fm["fm"]["dynamic"]}
-    if "wfm" in metrics:
-        values["wFm"] = float(metrics["wfm"].get_results()["wfm"])
-    if "mae" in metrics:
-        values["MAE"] = float(metrics["mae"].get_results()["mae"])
-    if "sm" in metrics:
-        values["Sm"] = float(metrics["sm"].get_results()["sm"])
-    if "em" in metrics:
-        em = metrics["em"].get_results()["em"]
-        values.update(meanEm=float(em["curve"].mean()), maxEm=float(em["curve"].max()))
-    if "hce" in metrics:
-        values["HCE"] = float(metrics["hce"].get_results()["hce"])
-    if "mba" in metrics:
-        values["mBA"] = float(metrics["mba"].get_results()["mba"])
-    if "biou" in metrics:
-        biou = metrics["biou"].get_results()["biou"]["curve"]
-        values.update(maxBIoU=float(biou.max()), meanBIoU=float(biou.mean()))
-        curves["biou"] = biou
-    return {k: values[k] for k in METRIC_KEYS if k in values}, curves
+    for metric in metrics.values():
+        values.update(metric.get_results())
+        curves.update(metric.get_curves())
+    return {k: values[k] for k in metric_keys() if k in values}, curves
+
+
+def markdown_table() -> str:
+    """The docs table of :data:`METRICS` (docs/extending.md shows it)."""
+    lines = ["| name | table keys | better | decimals | model-card id | what it is |", "|---|---|---|---|---|---|"]
+    for spec in METRICS.values():
+        card = ", ".join(f"`{v}`" for v in spec.card.values()) or "–"
+        keys = ", ".join(f"`{k}`" for k in spec.keys)
+        lines.append(f"| `{spec.name}` | {keys} | {spec.better} | {spec.digits} | {card} | {spec.summary} |")
+    return "\n".join(lines)

@@ -9,10 +9,11 @@ HCE re-skeletonises the mask, for every method scored on it. At DIS5K sizes
   its skeleton (HCE), the distance weights and nearest-object-pixel map of the
   weighted Fβ, and the mask side of Sα's four quadrants; it is built once per
   mask and shared by every method scored on that mask;
-- :func:`add_pair` normalises a map once and appends to pysodmetrics' own
-  objects the very per-image values their ``step`` would append: the same
-  operations on the same arrays in the same order, so every number is equal to
-  the last bit (``tests/test_pair_scores.py`` compares them with ``==``).
+- the per-image functions here (:func:`s_measure`, :func:`e_curve`,
+  :func:`weighted_f`) compute the very values pysodmetrics' ``step`` would: the same
+  operations on the same arrays in the same order, so every number is equal to the
+  last bit (``tests/test_pair_scores.py`` compares them with ``==``); the metric
+  objects that call them are in :mod:`utils.evaluation.pair_metrics`.
   Fβ and Eφ share one 256-bin histogram; MAE and the weighted Fβ share
   ``|map − mask|``; the weighted Fβ filters only where its result is read.
 """
@@ -20,7 +21,7 @@ HCE re-skeletonises the mask, for every method scored on it. At DIS5K sizes
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, List, Tuple
 
 import cv2
 import numpy as np
@@ -135,7 +136,7 @@ def _quadrant_ssim(pred: np.ndarray, y: Any, sigma_y: Any, centred_gt: np.ndarra
     return 1 if beta == 0 else 0
 
 
-def _s_measure(metric: Any, pred: np.ndarray, mask: MaskQuantities) -> Any:
+def s_measure(metric: Any, pred: np.ndarray, mask: MaskQuantities) -> Any:
     gt = mask.gt
     y = np.mean(gt)
     if y == 0:
@@ -150,7 +151,7 @@ def _s_measure(metric: Any, pred: np.ndarray, mask: MaskQuantities) -> Any:
     return np.maximum(0, object_score * metric.alpha + region_score * (1 - metric.alpha))
 
 
-def _e_curve(fg_hist: np.ndarray, bg_hist: np.ndarray, metric: Any, mask: MaskQuantities) -> np.ndarray:
+def e_curve(fg_hist: np.ndarray, bg_hist: np.ndarray, metric: Any, mask: MaskQuantities) -> np.ndarray:
     """Eφ over the 256 thresholds from the map's histograms on and off the object."""
     on = np.cumsum(np.flip(fg_hist), axis=0)
     off = np.cumsum(np.flip(bg_hist), axis=0)
@@ -195,7 +196,7 @@ def _filtered_at(padded: np.ndarray, width: int, pixels: np.ndarray, kernel: np.
 SPARSE_SHARE = 0.06
 
 
-def _weighted_f(metric: Any, error: np.ndarray, mask: MaskQuantities) -> Any:
+def weighted_f(metric: Any, error: np.ndarray, mask: MaskQuantities) -> Any:
     """The weighted Fβ (pysodmetrics' ``cal_wfm``) from ``|map − mask|``.
 
     The filtered error is only read on the object where it may undercut the error
@@ -228,7 +229,7 @@ def _weighted_f(metric: Any, error: np.ndarray, mask: MaskQuantities) -> Any:
     return (1 + metric.beta) * recall * precision / (recall + metric.beta * precision + EPS)
 
 
-def _histograms(levels: np.ndarray, mask: MaskQuantities) -> Tuple[np.ndarray, np.ndarray]:
+def histograms(levels: np.ndarray, mask: MaskQuantities) -> Tuple[np.ndarray, np.ndarray]:
     """Counts of each 8-bit level of the normalised map on and off the object."""
     on = np.bincount(levels[mask.gt], minlength=256)
     off = np.bincount(levels.reshape(-1), minlength=256) - on
@@ -244,49 +245,3 @@ def normalise(pred: np.ndarray) -> np.ndarray:
         np.subtract(p, low, out=p)
         np.divide(p, high - low, out=p)
     return p
-
-
-def _dynamic_only(metric: Any) -> bool:
-    return all(h.adaptive_results is None and h.binary_results is None for h in metric._metric_handlers.values())
-
-
-def add_pair(metrics: Dict[str, Any], pred: np.ndarray, gt: np.ndarray, mask: Optional[MaskQuantities] = None) -> None:
-    """Append one (8-bit map, 8-bit mask) pair to pysodmetrics objects from
-    :func:`utils.evaluation.metrics.new_metrics` (keys ``fm wfm mae sm em hce mba biou``);
-    ``mask`` is the mask's :class:`MaskQuantities`, built here when not given."""
-    if np.shape(pred) != np.shape(gt):
-        raise ValueError(f"prediction {np.shape(pred)} and mask {np.shape(gt)} differ in size")
-    mask = MaskQuantities(gt) if mask is None else mask
-    if "hce" in metrics:
-        metrics["hce"].step(pred, gt, skeleton=mask.skeleton)
-    if "mba" in metrics:
-        metrics["mba"].add(pred, mask.gt, mask.mba_bands)
-    if not set(metrics) - {"hce", "mba"}:
-        return
-    p, g = normalise(pred), mask.gt
-    error = np.abs(np.subtract(p, g), out=np.empty_like(p)) if {"mae", "wfm"} & set(metrics) else None
-    levels = (p * 255).astype(np.uint8) if {"fm", "em", "biou"} & set(metrics) else None  # the 8-bit normalised map
-    hist = _histograms(levels, mask) if {"fm", "em"} & set(metrics) else None
-    if "biou" in metrics:
-        metrics["biou"].add(levels, mask.biou_boundary)
-    if "fm" in metrics:
-        fm = metrics["fm"]
-        if _dynamic_only(fm):
-            tps, fps = np.cumsum(np.flip(hist[0])), np.cumsum(np.flip(hist[1]))
-            counts = {"tp": tps, "fp": fps, "tn": (mask.size - mask.fg) - fps, "fn": mask.fg - tps}
-            for handler in fm._metric_handlers.values():
-                if handler.dynamic_results is not None:
-                    handler.dynamic_results.append(handler(**counts))
-        else:
-            fm.step(pred, gt)
-    if "mae" in metrics:
-        metrics["mae"].maes.append(np.mean(error))
-    if "em" in metrics:
-        em = metrics["em"]
-        em.gt_fg_numel, em.gt_size = mask.fg, mask.size
-        em.changeable_ems.append(_e_curve(hist[0], hist[1], em, mask))
-        em.adaptive_ems.append(em.cal_adaptive_em(p, g))
-    if "sm" in metrics:
-        metrics["sm"].sms.append(_s_measure(metrics["sm"], p, mask))
-    if "wfm" in metrics:
-        metrics["wfm"].weighted_fms.append(0 if mask.fg == 0 else _weighted_f(metrics["wfm"], error, mask))

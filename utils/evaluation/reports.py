@@ -23,26 +23,24 @@ from utils.common.logs import get_logger
 from utils.common.ownership import claim_folder
 from utils.data.sets import DIS_SETS
 from utils.evaluation.hce import HCE_RULE_TEXT
-from utils.evaluation.metrics import METRIC_KEYS, OVERALL_TEXT, Curves, Results
+from utils.evaluation.metrics import OVERALL_TEXT, Curves, Results, columns, metric_keys, spec_of
 from utils.evaluation.scoring import evaluate
 
 PathLike = Union[str, os.PathLike]
 log = get_logger(__name__)
 
-#: arrows for the table header: higher or lower is better.
-BETTER = {
-    "maxFm": "↑",
-    "meanFm": "↑",
-    "wFm": "↑",
-    "MAE": "↓",
-    "Sm": "↑",
-    "meanEm": "↑",
-    "maxEm": "↑",
-    "HCE": "↓",
-    "mBA": "↑",
-    "maxBIoU": "↑",
-    "meanBIoU": "↑",
-}
+#: the report's arrow of each ``better`` direction of the metric table.
+ARROWS = {"higher": "↑", "lower": "↓"}
+
+
+def arrow(key: str) -> str:
+    """The header arrow of a table key (from the metric table; none for an unknown key)."""
+    try:
+        return ARROWS[spec_of(key).better]
+    except KeyError:
+        return ""
+
+
 #: the tables eval.py writes in --save_dir.
 REPORT_FILES = ("results.md", "results.csv", "results.json")
 #: the distributions whose versions the metric values depend on.
@@ -85,7 +83,7 @@ def provenance_line(info: Dict[str, Any]) -> str:
 
 
 def _rows(results: Results) -> Tuple[List[str], List[List[Any]]]:
-    keys = [k for k in METRIC_KEYS if any(k in v for per_set in results.values() for v in per_set.values())]
+    keys = [k for k in metric_keys() if any(k in v for per_set in results.values() for v in per_set.values())]
     header = ["method", "set", "num", *keys]
     rows = [
         [method, set_name, values["num"], *(values.get(k, float("nan")) for k in keys)]
@@ -95,16 +93,17 @@ def _rows(results: Results) -> Tuple[List[str], List[List[Any]]]:
     return header, rows
 
 
-def format_table(results: Results, hce_rule: Optional[str] = None, digits: int = 3) -> str:
-    """A Markdown table (also what the console shows); HCE as an integer-like number, its
-    header naming ``hce_rule``."""
+def format_table(results: Results, hce_rule: Optional[str] = None) -> str:
+    """A Markdown table (also what the console shows): each key with its arrow and decimals
+    from the metric table, the HCE header naming ``hce_rule``."""
     header, rows = _rows(results)
-    shown = [h + BETTER.get(h, "") + (f" ({hce_rule})" if h == "HCE" and hce_rule else "") for h in header]
+    shown = [h + arrow(h) + (f" ({hce_rule})" if h == "HCE" and hce_rule else "") for h in header]
     lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(header)]
+    digits = {key: info["digits"] for key, info in columns().items()}
     for row in rows:
         cells = [str(row[0]), str(row[1]), str(row[2])]
         for name, value in zip(header[3:], row[3:]):
-            cells.append(f"{value:.0f}" if name == "HCE" else f"{value:.{digits}f}")
+            cells.append(f"{value:.{digits.get(name, 3)}f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -112,7 +111,7 @@ def format_table(results: Results, hce_rule: Optional[str] = None, digits: int =
 def write_reports(results: Results, save_dir: PathLike, hce_rule: Optional[str] = "isnet") -> Dict[str, Path]:
     """``results.md`` (rounded, with the provenance line), ``results.csv`` (unrounded, an
     ``hce_rule`` column) and ``results.json`` (``{"results": {method: {set: {metric: value}}},
-    "provenance": …}``) in ``save_dir``."""
+    "metrics": {key: {"better", "digits", "card"}}, "provenance": …}``) in ``save_dir``."""
     save_dir = Path(save_dir)
     save_dir.mkdir(parents=True, exist_ok=True)
     info = provenance(hce_rule)
@@ -124,7 +123,9 @@ def write_reports(results: Results, save_dir: PathLike, hce_rule: Optional[str] 
     writer.writerow(header + ["hce_rule"])
     writer.writerows([row[:3] + [repr(float(v)) for v in row[3:]] + [hce_rule or ""] for row in rows])
     atomic_write_text(paths["csv"], table.getvalue())
-    atomic_write_text(paths["json"], json.dumps({"results": results, "provenance": info}, indent=2) + "\n")
+    shown = {key: info for key, info in columns().items() if key in header}  # what the model card reads
+    document = {"results": results, "metrics": shown, "provenance": info}
+    atomic_write_text(paths["json"], json.dumps(document, indent=2) + "\n")
     return paths
 
 

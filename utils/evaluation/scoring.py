@@ -34,12 +34,13 @@ from utils.evaluation.matching import (
     prediction_folder,
 )
 from utils.evaluation.metrics import (
-    METRIC_KEYS,
     OVERALL,
     Curves,
     Results,
     merge_metrics,
+    metric_keys,
     new_metrics,
+    pair_count,
     step_metrics,
     summarize,
 )
@@ -169,7 +170,7 @@ def evaluate_masks(
     scored = {}
     for method in methods:
         merged = merge_metrics([metrics[method] for metrics, _ in chunks_out])
-        if merged["mae"].maes:  # at least one readable pair
+        if pair_count(merged):  # at least one readable pair
             scored[method] = summarize(merged)
     return scored, outcome
 
@@ -178,7 +179,7 @@ def add_overall(results: Results) -> None:
     """The Overall row (plain mean of DIS-TE1..4) for every method that has all four."""
     for per_set in results.values():
         if all(s in per_set for s in TE_SETS):
-            keys = [k for k in METRIC_KEYS if k in per_set[TE_SETS[0]]]
+            keys = [k for k in metric_keys() if k in per_set[TE_SETS[0]]]
             per_set[OVERALL] = {k: float(np.mean([per_set[s][k] for s in TE_SETS])) for k in keys}
             per_set[OVERALL]["num"] = int(sum(per_set[s]["num"] for s in TE_SETS))
 

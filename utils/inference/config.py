@@ -10,6 +10,7 @@ from typing import Any, Mapping, Optional
 from lib.configs import INPUT_MULTIPLE
 from utils.common.amp import AMP_CHOICES
 from utils.common.cli import round_to_multiple
+from utils.common.errors import ConfigError
 from utils.common.logs import get_logger
 
 log = get_logger(__name__)
@@ -42,15 +43,15 @@ class PredictConfig:
     def __post_init__(self) -> None:
         for name in ("testsize", "batch_size"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"--{name} must be a whole number ≥ 1, got {getattr(self, name)}")
+                raise ConfigError(f"--{name} must be a whole number ≥ 1, got {getattr(self, name)}")
         if self.threads is not None and int(self.threads) < 1:
-            raise ValueError(f"--threads must be a whole number ≥ 1, got {self.threads}")
+            raise ConfigError(f"--threads must be a whole number ≥ 1, got {self.threads}")
         if self.workers < 0:
-            raise ValueError(f"--workers must be ≥ 0, got {self.workers}")
+            raise ConfigError(f"--workers must be ≥ 0, got {self.workers}")
         if self.amp not in AMP_CHOICES:
-            raise ValueError(f"--amp must be one of {', '.join(sorted(AMP_CHOICES))}, got {self.amp!r}")
+            raise ConfigError(f"--amp must be one of {', '.join(sorted(AMP_CHOICES))}, got {self.amp!r}")
         if self.pth_path and self.onnx:
-            raise ValueError("give FSANet weights (--pth_path) or an exported model (--onnx), not both")
+            raise ConfigError("give FSANet weights (--pth_path) or an exported model (--onnx), not both")
         object.__setattr__(self, "testsize", round_to_multiple(int(self.testsize), "testsize", log, INPUT_MULTIPLE))
 
     @classmethod

@@ -14,12 +14,13 @@ import torch
 from torch import nn
 
 from lib.weights.kinds import describe, file_kind
+from utils.common.errors import ConfigError, FSANetError
 from utils.common.extras import require_extra
 
 PathLike = Union[str, os.PathLike]
 
 
-class OnnxError(RuntimeError):
+class OnnxError(FSANetError):
     """An ONNX file that cannot be run here; the message says what to do."""
 
 
@@ -87,19 +88,19 @@ class OnnxFSANet(nn.Module):
         (or, with ``keep_aspect``, inputs that are not square)."""
         size = self.fixed_size()
         if keep_aspect and size is not None:
-            raise ValueError(
+            raise ConfigError(
                 f"{self.path} was exported for {size[0]}×{size[1]} inputs only; --keep_aspect needs an export "
                 "made with --dynamic (python -m utils.deploy.export ... --dynamic)"
             )
         if size is not None and size != (testsize, testsize):
-            raise ValueError(
+            raise ConfigError(
                 f"{self.path} was exported for {size[0]}×{size[1]} inputs; run with --testsize {size[0]}"
                 if size[0] == size[1]
                 else f"{self.path} was exported for {size[0]}×{size[1]} inputs, test.py feeds squares"
             ) from None
         batch = self.fixed_batch()
         if batch is not None and batch_size != batch:
-            raise ValueError(f"{self.path} takes batches of {batch}; use --batch_size {batch} or export with --dynamic")
+            raise ConfigError(f"{self.path} takes batches of {batch}; use --batch_size {batch} or export with --dynamic")
 
     def forward(self, batch: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """``(P1 logits,)``, or every output of a file exported with ``all_outputs``."""

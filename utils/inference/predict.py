@@ -24,6 +24,7 @@ from lib.weights import WeightFile, open_weights
 from utils.common.amp import AMP_DTYPES
 from utils.common.cli import set_threads
 from utils.common.devices import resolve_device
+from utils.common.errors import ConfigError
 from utils.common.fileio import check_writable
 from utils.common.logs import get_logger
 from utils.common.ownership import claim_folder
@@ -98,12 +99,12 @@ def load_predictor(config: PredictConfig, weights: Optional[WeightFile] = None) 
     pth_path, onnx, device = config.pth_path, config.onnx, config.device
     set_threads(config.threads)
     if (pth_path is None) == (onnx is None):
-        raise ValueError("give FSANet weights (--pth_path) or an exported model (--onnx), one of the two")
+        raise ConfigError("give FSANet weights (--pth_path) or an exported model (--onnx), one of the two")
     if onnx is not None:
         from utils.inference.onnx_model import OnnxFSANet
 
         if config.amp != "none" or config.channels_last or config.fold_bn or config.compile:
-            raise ValueError(
+            raise ConfigError(
                 "--amp, --channels_last, --fold_bn and --compile apply to PyTorch; an ONNX file runs as it was "
                 "exported (onnxruntime applies its own graph optimisations)"
             )
@@ -170,7 +171,7 @@ def predict_jobs(
             continue
         logits = predict_logits(model, images[keep], device, AMP_DTYPES[config.amp], config.channels_last)
         if not torch.isfinite(logits).all():  # min-max of NaN is NaN: the map would be black, silently
-            raise ValueError(
+            raise ConfigError(
                 f"{config.pth_path or config.onnx}: the model gives NaN or inf for "
                 f"{jobs[int(indices[keep[0]])].image.name}, so its maps would be black; the weights are damaged "
                 "or from a diverged run (use an earlier checkpoint)"

@@ -17,12 +17,12 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from lib.configs import CHECKPOINT_PARTS, INPUT_MULTIPLE, checkpoint_parts, get_config
 from utils.common.cli import round_to_multiple
+from utils.common.errors import ConfigError
 from utils.common.logs import get_logger
+from utils.training.losses import LOSSES
 
 log = get_logger(__name__)
 
-#: the --loss names (utils.training.losses computes them).
-LOSSES = ("authors", "weighted")
 
 #: the authors' multi-scale rates.
 SIZE_RATES = (0.75, 1.0, 1.25)
@@ -97,28 +97,28 @@ class TrainConfig:
         self.channels = tuple(int(c) for c in self.channels)
         self.rates = tuple(float(r) for r in self.rates)
         if self.threads is not None and int(self.threads) < 1:
-            raise ValueError(f"--threads must be a whole number ≥ 1, got {self.threads}")
+            raise ConfigError(f"--threads must be a whole number ≥ 1, got {self.threads}")
         for name in ("epoch", "batchsize", "trainsize", "val_every", "save_every", "decoder_channels"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"--{name} must be a whole number ≥ 1, got {getattr(self, name)}")
+                raise ConfigError(f"--{name} must be a whole number ≥ 1, got {getattr(self, name)}")
         for name in ("lr", "power"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"--{name} must be > 0, got {getattr(self, name)}")
+                raise ConfigError(f"--{name} must be > 0, got {getattr(self, name)}")
         for name in ("clip", "weight_decay", "workers", "radius"):
             if getattr(self, name) < 0:
-                raise ValueError(f"--{name} must be ≥ 0, got {getattr(self, name)}")
+                raise ConfigError(f"--{name} must be ≥ 0, got {getattr(self, name)}")
         if not all(r > 0 for r in self.rates) or any(c < 1 for c in self.channels):
-            raise ValueError(f"--rates and --channels must be positive, got {self.rates} and {self.channels}")
+            raise ConfigError(f"--rates and --channels must be positive, got {self.rates} and {self.channels}")
         if self.save_optimizer not in ("all", "latest"):
-            raise ValueError(f"--save_optimizer must be all or latest, got {self.save_optimizer!r}")
+            raise ConfigError(f"--save_optimizer must be all or latest, got {self.save_optimizer!r}")
         if self.amp not in ("none", "bf16", "fp16"):
-            raise ValueError(f"--amp must be none, bf16 or fp16, got {self.amp!r}")
+            raise ConfigError(f"--amp must be none, bf16 or fp16, got {self.amp!r}")
         if self.loss not in LOSSES:
-            raise ValueError(f"--loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+            raise ConfigError(f"--loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")  # the loss table
         if not 0 <= float(self.drop_path) < 1:
-            raise ValueError(f"--drop_path must be in [0, 1), got {self.drop_path}")
+            raise ConfigError(f"--drop_path must be in [0, 1), got {self.drop_path}")
         if self.val_size is not None and int(self.val_size) < 1:
-            raise ValueError(f"--val_size must be a whole number ≥ 1, got {self.val_size}")
+            raise ConfigError(f"--val_size must be a whole number ≥ 1, got {self.val_size}")
         parts = tuple(self.grad_checkpoint or ())
         if "all" in parts:
             parts = CHECKPOINT_PARTS
@@ -128,21 +128,21 @@ class TrainConfig:
             self.val_size = round_to_multiple(int(self.val_size), "val_size", log, INPUT_MULTIPLE)
         zero = [r for r in self.rates if round(self.trainsize * r / INPUT_MULTIPLE) < 1]
         if zero:
-            raise ValueError(
+            raise ConfigError(
                 f"--rates {' '.join(f'{r:g}' for r in zero)}: at --trainsize {self.trainsize} the size rounds to 0 "
                 f"(sizes are round(trainsize·rate/{INPUT_MULTIPLE})·{INPUT_MULTIPLE}); use rates of at least "
                 f"{INPUT_MULTIPLE / 2 / self.trainsize:.3g}"
             )
         name = str(self.train_save)
         if not name or name in (".", "..") or "/" in name or os.sep in name or name != name.strip() or name.startswith("-"):
-            raise ValueError(
+            raise ConfigError(
                 f"--train_save {name!r}: give one plain folder name (e.g. FSANet or dis5k_run2); it becomes "
                 "checkpoints/NAME and logs/NAME under --out_root"
             )
         if self.fine_tune and not self.pre_model:
-            raise ValueError("--fine_tune applies to the weights of --pre_model; give --pre_model PATH")
+            raise ConfigError("--fine_tune applies to the weights of --pre_model; give --pre_model PATH")
         if self.fine_tune and self.resume:
-            raise ValueError("--fine_tune starts a new run from --pre_model; --resume continues one: give one of the two")
+            raise ConfigError("--fine_tune starts a new run from --pre_model; --resume continues one: give one of the two")
 
     def model_config(self) -> Dict[str, Any]:
         """The FSANet constructor arguments this run builds."""
@@ -158,5 +158,5 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown training options {unknown}; TrainConfig has: {', '.join(sorted(known))}")
+            raise ConfigError(f"unknown training options {unknown}; TrainConfig has: {', '.join(sorted(known))}")
         return cls(**values)

@@ -6,11 +6,17 @@ boundaries. The authors call ``binary_cross_entropy_with_logits(..., reduce='non
 term is the plain mean over all pixels and ``w`` never reaches it. That is the
 default here (``bce="mean"``); ``bce="weighted"`` is the w-weighted BCE the
 authors intended.
+
+:data:`LOSSES` is the loss table, the one owner of the ``--loss`` names: each entry is a
+callable ``(logits, mask) -> scalar`` applied to every side output P1..P4 (deep
+supervision). train.py's ``choices``, the config's validation and the docs are derived
+from it; :func:`register_loss` adds an entry (``docs/extending.md``).
 """
 
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -19,8 +25,6 @@ import torch.nn.functional as F
 DEEP_SUPERVISION_WEIGHTS = (0.7, 0.1, 0.1, 0.1)
 
 BCE_MODES = ("mean", "weighted")
-#: train.py's ``--loss``: the authors' loss as it computes (plain-mean BCE) or as intended
-from utils.training.config import LOSSES  # noqa: E402,F401  (the --loss names, defined without torch)
 
 
 def boundary_weight(mask: torch.Tensor) -> torch.Tensor:
@@ -51,18 +55,79 @@ def structure_loss(logits: torch.Tensor, mask: torch.Tensor, bce: str = "mean") 
     return (wbce + wiou).mean()
 
 
+def authors_loss(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The authors' structure loss as their code computes it: plain-mean BCE + weighted IoU."""
+    return structure_loss(logits, mask, "mean")
+
+
+def weighted_loss(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The structure loss the authors intended: boundary-weighted BCE + weighted IoU."""
+    return structure_loss(logits, mask, "weighted")
+
+
+#: what a loss is: ``(B×1×H×W logits, B×1×H×W mask in [0, 1]) -> scalar``
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """One ``--loss`` choice: its name, the callable and one line for ``-h`` and the docs."""
+
+    name: str
+    fn: LossFn
+    summary: str
+
+    def __post_init__(self) -> None:
+        if not self.name or not callable(self.fn) or not self.summary:
+            raise ValueError(f"loss {self.name!r}: an entry needs a name, a callable and a summary")
+
+
+#: the loss table: ``--loss`` name -> spec, in registration order (the first is the default).
+LOSSES: Dict[str, LossSpec] = {}
+
+
+def register_loss(name: str, fn: LossFn, summary: str, *, replace: bool = False) -> LossSpec:
+    """Add a loss to the table (``replace=True`` to redefine a name); returns its spec."""
+    if name in LOSSES and not replace:
+        raise ValueError(f"loss {name!r} is already registered; pass replace=True to redefine it")
+    LOSSES[name] = spec = LossSpec(name, fn, summary)
+    return spec
+
+
+register_loss("authors", authors_loss, "the authors' loss as their code computes it (plain-mean BCE + weighted IoU)")
+register_loss("weighted", weighted_loss, "the loss the authors intended (boundary-weighted BCE + weighted IoU)")
+
+
+def markdown_table() -> str:
+    """The docs table of :data:`LOSSES` (docs/extending.md shows it)."""
+    lines = ["| `--loss` | what it is |", "|---|---|"]
+    lines += [f"| `{spec.name}` | {spec.summary} |" for spec in LOSSES.values()]
+    return "\n".join(lines)
+
+
+def get_loss(loss: Union[str, LossFn]) -> LossFn:
+    """The callable of a table name (or ``loss`` itself when it is a callable)."""
+    if callable(loss):
+        return loss
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+    return LOSSES[loss].fn
+
+
 def deep_supervision_loss(
     predictions: Sequence[torch.Tensor],
     mask: torch.Tensor,
     weights: Sequence[float] = DEEP_SUPERVISION_WEIGHTS,
-    bce: str = "mean",
+    loss: Union[str, LossFn] = "authors",
 ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
-    """``(Σ weight_i·L(P_i), [L(P1), …])``; the frequency map is not supervised.
+    """``(Σ weight_i·L(P_i), [L(P1), …])`` with ``L`` the loss ``loss`` (a table name or a
+    callable); the frequency map is not supervised.
 
     Losses are computed in at least float32 whatever the autocast dtype of the logits
     (float16/bfloat16 are raised to float32; float64 stays float64, never a downcast).
     """
+    fn = get_loss(loss)
     mask = mask.to(torch.promote_types(mask.dtype, torch.float32))
-    losses = [structure_loss(p.to(torch.promote_types(p.dtype, mask.dtype)), mask, bce) for p in predictions[: len(weights)]]
+    losses = [fn(p.to(torch.promote_types(p.dtype, mask.dtype)), mask) for p in predictions[: len(weights)]]
     total = sum(w * loss for w, loss in zip(weights, losses))
     return total, losses

@@ -33,6 +33,7 @@ from torch import nn
 
 from lib.FSANet import FSANet
 from utils.common.amp import AMP_DTYPES
+from utils.common.errors import ConfigError
 from utils.training.adaxw import AdaXW
 from utils.training.losses import deep_supervision_loss
 
@@ -150,7 +151,7 @@ def estimate_training_memory(
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     if amp not in AMP_DTYPES:
-        raise ValueError(f"amp must be one of {sorted(AMP_DTYPES)}, got {amp!r}")
+        raise ConfigError(f"amp must be one of {sorted(AMP_DTYPES)}, got {amp!r}")
     with torch.device("meta"):
         model: FSANet = model_factory()
     model.frequency_branch.high_pass.radius.requires_grad_(False)  # as train.py does

@@ -25,7 +25,7 @@ from utils.common.distributed import DistInfo, all_reduce_sum
 from utils.common.logs import get_logger
 from utils.common.signals import check_stop, start_iterating
 from utils.training.adaxw import AdaXW
-from utils.training.losses import DEEP_SUPERVISION_WEIGHTS, deep_supervision_loss
+from utils.training.losses import DEEP_SUPERVISION_WEIGHTS, LossFn, authors_loss, deep_supervision_loss, get_loss
 
 log = get_logger(__name__)
 
@@ -107,7 +107,7 @@ class StepConfig:
     sizes: List[int]
     record_index: int
     clip: float = 0.5
-    bce: str = "mean"
+    loss: LossFn = authors_loss  # the --loss table's callable (utils.training.losses.LOSSES)
     weights: Tuple[float, ...] = DEEP_SUPERVISION_WEIGHTS
     amp_dtype: Optional[torch.dtype] = None
     channels_last: bool = False
@@ -124,14 +124,14 @@ def make_step_config(
 ) -> StepConfig:
     """The step settings of a run: one size per rate (in the rates' order), the epoch's
     losses recorded at rate 1 (the authors log that one; the last rate when 1 is absent),
-    plain-mean BCE for ``loss="authors"``, the weighted BCE for ``loss="weighted"``."""
+    the loss of the ``--loss`` table entry ``loss`` (:data:`utils.training.losses.LOSSES`)."""
     rates = [float(r) for r in rates]
     return StepConfig(
         device,
         scaled_sizes(trainsize, rates),
         rates.index(1.0) if 1.0 in rates else len(rates) - 1,
         clip,
-        "weighted" if loss == "weighted" else "mean",
+        get_loss(loss),
         amp_dtype=amp_dtype,
         channels_last=channels_last,
     )
@@ -166,7 +166,7 @@ def optimizer_step(
         x = x.contiguous(memory_format=torch.channels_last)
     with autocast(cfg.device.type, cfg.amp_dtype):
         outputs = model(x)
-    total, losses = deep_supervision_loss(outputs[:4], y, cfg.weights, cfg.bce)
+    total, losses = deep_supervision_loss(outputs[:4], y, cfg.weights, cfg.loss)
     scaler.scale(total).backward()
     if cfg.clip > 0:
         scaler.unscale_(optimizer)  # clamp the true gradients, not the fp16-scaled ones

@@ -26,6 +26,7 @@ from utils.common.amp import AMP_DTYPES
 from utils.common.cli import set_threads
 from utils.common.devices import data_parallel_device, data_parallel_gpus, resolve_device, smallest_chunk, wrap_model
 from utils.common.distributed import DistInfo, barrier, cleanup, gather_objects, init_distributed
+from utils.common.errors import ConfigError, FSANetError
 from utils.common.fileio import check_writable
 from utils.common.logs import get_logger
 from utils.common.signals import critical
@@ -34,17 +35,12 @@ from utils.data.dataset import TrainDataset, make_train_loader
 from utils.data.pairing import training_pairs
 from utils.training.config import TrainConfig
 from utils.training.health import check_finite_weights, warn_if_diverging
-from utils.training.recipe import (
-    make_optimizer,
-    make_scheduler,
-    make_step_config,
-    train_one_epoch,
-    warn_if_nothing_learned,
-)
+from utils.training.recipe import make_optimizer, make_scheduler, make_step_config, train_one_epoch, warn_if_nothing_learned
 from utils.training.records import epoch_line, save_epoch, stop_message, write_scalars
 from utils.training.rng import rng_state, seed_everything, set_rng_state
+from utils.training.run_config import write_run_config
 from utils.training.run_folder import PACKAGE_LOGGERS, add_log_file, agree, prepare_run_folder, release_lock
-from utils.training.start import open_start_files, prepare_model, run_is_finished
+from utils.training.start import StartFiles, open_start_files, prepare_model, run_is_finished
 from utils.training.validation import validate, validation_pairs, warn_validation_overlap
 
 log = get_logger(__name__)
@@ -87,13 +83,12 @@ class TrainingRun:
         self.writer = None
         self.last_checkpoint: Optional[Path] = None
         self.finished = False
-        self.files = None
 
     def __enter__(self) -> "TrainingRun":
-        self.files = open_start_files(self.config)  # read and checked once, before any folder is claimed
+        files = open_start_files(self.config)  # read and checked once, before any folder is claimed
         try:
             self._claim_folder()
-            self._build()
+            self._build(files)
         except BaseException as failure:
             self.__exit__(type(failure), failure, None)
             raise
@@ -132,7 +127,7 @@ class TrainingRun:
             try:
                 resume = Path(config.resume) if config.resume else None
                 self.lock = prepare_run_folder(self.checkpoint_dir, self.log_dir, resume, config.overwrite)
-            except ValueError as refused:
+            except FSANetError as refused:
                 error = refused
         agree(info, error)
         if info.is_main:
@@ -141,17 +136,17 @@ class TrainingRun:
             for name in PACKAGE_LOGGERS:  # one voice: rank 0 logs for all processes
                 logging.getLogger(name).setLevel(logging.ERROR)
 
-    def _build(self) -> None:
+    def _build(self, files: StartFiles) -> None:
         config, info, device = self.config, self.info, self.device
         if config.batchsize % info.world_size:
-            raise ValueError(
+            raise ConfigError(
                 f"--batchsize {config.batchsize} (the global batch) must divide by the {info.world_size} processes"
             )
         per_process = config.batchsize // info.world_size
         self.dp_gpus = data_parallel_gpus(device, config.gpus, info)
         if smallest_chunk(per_process, len(self.dp_gpus)) < 2:
             where = f"each of the {len(self.dp_gpus)} DataParallel GPUs" if self.dp_gpus else "each process"
-            raise ValueError(
+            raise ConfigError(
                 f"{where} needs at least 2 images per batch (--batchsize {config.batchsize}): SFF's "
                 "global branch applies BatchNorm to a 1×1 map, which fails on one image in training "
                 "(as in the authors' model); raise --batchsize or use fewer GPUs (--gpus)"
@@ -162,8 +157,7 @@ class TrainingRun:
         if config.cache_dir:
             check_writable(config.cache_dir, "--cache_dir")
         seed_everything(config.seed + info.rank)
-        self.model, self.start = model, start = prepare_model(config, self.files)
-        self.files = None  # the files' tensors are in the model now
+        self.model, self.start = model, start = prepare_model(config, files)
         self.config = config = start.config  # the effective config (--resume: the checkpoint's architecture)
         self.finished = run_is_finished(config, start)
         self.history: List[Dict[str, float]] = list(start.extras.get("history") or [])
@@ -181,6 +175,7 @@ class TrainingRun:
         if info.is_main:
             from tensorboardX import SummaryWriter
 
+            write_run_config(self.checkpoint_dir, config, start.epoch)  # updated on resume; --config_file reruns it
             self.writer = SummaryWriter(str(self.log_dir))
             log.info(
                 "training %d pairs from %s on %s%s | sizes %s | batch %d | epochs %d → %d | checkpoints in %s",

@@ -21,6 +21,7 @@ import torch
 
 from utils.common import folder_lock
 from utils.common.distributed import DistInfo, gather_objects
+from utils.common.errors import FSANetError
 from utils.common.fileio import TMP_PREFIX, TMP_SUFFIX, check_writable
 from utils.common.logs import LOG_FORMAT, ROOT_LOGGER, get_logger
 
@@ -31,7 +32,7 @@ LOCK_NAME = ".train.lock"
 PACKAGE_LOGGERS = (ROOT_LOGGER,)
 
 
-class RunFolderError(ValueError):
+class RunFolderError(FSANetError):
     """A run folder that cannot be used as asked; the message says what to do."""
 
 

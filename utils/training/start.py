@@ -14,6 +14,7 @@ from lib.FSANet import FSANet, build_fsanet
 from lib.weights import CheckpointError, WeightFile, load_backbone, load_into, open_weights
 from lib.weights.keymap import authors_optimizer_to_fsanet
 from models.registry import FAMILY_FLAGS, ROLE_FLAGS, get_backbone
+from utils.common.errors import ConfigError
 from utils.common.logs import get_logger
 from utils.training.config import TrainConfig
 
@@ -237,7 +238,7 @@ def prepare_model(config: TrainConfig, files: Optional[StartFiles] = None) -> Tu
             )
             return model, StartState(0, None, config=config)
         if epoch >= config.epoch:
-            raise ValueError(
+            raise ConfigError(
                 f"--pre_model {config.pre_model}: its epoch counter is {epoch} and --epoch is {config.epoch}, so "
                 f"the authors' meaning of --pre_model (the counter continues) would train nothing. To fine-tune "
                 f"these weights for {config.epoch} epochs add --fine_tune (counter from 0, fresh optimiser); "
