@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 
 from utils.common.errors import ConfigError
+from utils.common.tables import add_entry
 
 #: the two places an encoder can sit: the RGB (spatial) encoder and the 1-channel
 #: high-pass (frequency) encoder.
@@ -76,10 +77,7 @@ BACKBONES: Dict[str, BackboneSpec] = {}
 
 def register_backbone(spec: BackboneSpec, *, replace: bool = False) -> BackboneSpec:
     """Add ``spec`` to the table (``replace=True`` to redefine a name); returns it."""
-    if spec.name in BACKBONES and not replace:
-        raise ValueError(f"backbone {spec.name!r} is already registered; pass replace=True to redefine it")
-    BACKBONES[spec.name] = spec
-    return spec
+    return add_entry(BACKBONES, spec.name, spec, "backbone", replace)
 
 
 def get_backbone(name: str, role: Optional[str] = None) -> BackboneSpec:

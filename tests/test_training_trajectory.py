@@ -84,7 +84,7 @@ def run_recipe(trajectory, weights_file, dtype: torch.dtype = torch.float64) -> 
         pre_model=str(weights_file),
         fine_tune=True,  # the file says epoch 99; the fixture's run starts its counter at 0
     )
-    model, _ = prepare_model(config)  # --pre_model's path: the authors' layout through lib/keymap.py
+    model, _ = prepare_model(config)  # --pre_model's path: the authors' layout through lib/weights/keymap.py
     model = model.to(dtype).train()  # the test's only change to what train.py runs
     optimizer = make_optimizer(model, config.lr, config.weight_decay)
     scheduler = make_scheduler(optimizer, config.epoch, config.power, 0)  # a fresh start: counter at 0

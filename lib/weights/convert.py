@@ -58,7 +58,7 @@ def convert_to_safetensors(source: Path, target: Path) -> LoadReport:
 
 
 def convert_to_folder(source: Path, folder: Path, results: Optional[Path] = None) -> LoadReport:
-    """``source`` as a ``save_pretrained`` folder (:mod:`lib.hub`); ``results``: eval.py's
+    """``source`` as a ``save_pretrained`` folder (:mod:`lib.weights.writing`); ``results``: eval.py's
     results.json for the model card's table. A folder holding other files is refused."""
 
     folder = Path(folder)

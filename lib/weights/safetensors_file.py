@@ -1,6 +1,6 @@
 """FSANet weights in the safetensors format: tensors and text metadata, no pickle.
 
-A ``.safetensors`` file written here holds this project's key names (``lib.keymap``)
+A ``.safetensors`` file written here holds this project's key names (``lib.weights.keymap``)
 and, in its metadata, the architecture config, so it loads into the right FSANet
 without any Python object being unpickled; reading is memory-mapped. Its header (config
 and every tensor's shape and dtype) is checked before any tensor is read. The

@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, T
 import numpy as np
 
 from utils.common.logs import get_logger
+from utils.common.tables import add_entry
 from utils.evaluation.pair_metrics import (
     BoundaryIoUCurve,
     EMeasure,
@@ -102,13 +103,10 @@ METRICS: Dict[str, MetricSpec] = {}
 
 def register_metric(spec: MetricSpec, *, replace: bool = False) -> MetricSpec:
     """Add ``spec`` to the table (``replace=True`` to redefine a name); its keys must be new."""
-    if spec.name in METRICS and not replace:
-        raise ValueError(f"metric {spec.name!r} is already registered; pass replace=True to redefine it")
     taken = {k for name, other in METRICS.items() if name != spec.name for k in other.keys}
     if taken & set(spec.keys):
         raise ValueError(f"metric {spec.name!r}: table keys {sorted(taken & set(spec.keys))} belong to another entry")
-    METRICS[spec.name] = spec
-    return spec
+    return add_entry(METRICS, spec.name, spec, "metric", replace)
 
 
 def metric_keys() -> Tuple[str, ...]:

@@ -1,10 +1,9 @@
 """Scoring methods' predictions against the ground-truth sets (what ``eval.py`` runs).
 
-Masks are the unit of work: each mask is read, and what it alone decides
-(:class:`utils.evaluation.pairs.MaskQuantities`: HCE's skeleton, the weighted
-Fβ's distance weights, Sα's quadrants) computed, once for all methods. Masks are spread over ``workers``
-processes in contiguous chunks; each chunk's metric objects are merged in order,
-so the numbers equal one sequential pass.
+Masks are the unit of work: each mask is read, and what it alone decides (HCE's skeleton, the weighted Fβ's
+distance weights, Sα's quadrants: :class:`utils.evaluation.pairs.MaskQuantities`) computed, once for all
+methods. Masks are spread over ``workers`` processes in contiguous chunks; each chunk's metric objects (the
+metric table's) are merged in order, so the numbers equal one sequential pass.
 """
 
 from __future__ import annotations

@@ -21,6 +21,8 @@ from typing import Callable, Dict, List, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 
+from utils.common.tables import add_entry
+
 #: the authors' deep-supervision weights for P1, P2, P3, P4.
 DEEP_SUPERVISION_WEIGHTS = (0.7, 0.1, 0.1, 0.1)
 
@@ -88,10 +90,7 @@ LOSSES: Dict[str, LossSpec] = {}
 
 def register_loss(name: str, fn: LossFn, summary: str, *, replace: bool = False) -> LossSpec:
     """Add a loss to the table (``replace=True`` to redefine a name); returns its spec."""
-    if name in LOSSES and not replace:
-        raise ValueError(f"loss {name!r} is already registered; pass replace=True to redefine it")
-    LOSSES[name] = spec = LossSpec(name, fn, summary)
-    return spec
+    return add_entry(LOSSES, name, LossSpec(name, fn, summary), "loss", replace)
 
 
 register_loss("authors", authors_loss, "the authors' loss as their code computes it (plain-mean BCE + weighted IoU)")
