@@ -73,7 +73,7 @@ def test_every_backbone_builds_runs_and_trains_in_each_role(name, role):
     assert all(t.shape == (2, 1, 64, 64) and torch.isfinite(t).all() for t in out)
     sum(t.mean() for t in out[:4]).backward()
     grads = [p.grad for p in encoder.body.parameters() if p.requires_grad]
-    assert grads and all(g is not None for g in grads[-3:]) and any(g.abs().sum() > 0 for g in grads if g is not None)
+    assert grads[0] is not None and grads[0].abs().sum() > 0  # the stem learns: the features reach the loss
 
 
 @pytest.mark.parametrize("name, role, layout", LOADS)
