@@ -11,7 +11,7 @@ timm's ``features_only`` renames.
 
 from __future__ import annotations
 
-from typing import Any, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, List, Mapping, Optional, Sequence
 
 import timm
 import torch
@@ -29,11 +29,6 @@ from models.registry import (  # noqa: F401  (re-exported)
 
 #: the reductions FSANet takes features at.
 FEATURE_REDUCTIONS = (4, 8, 16, 32)
-
-
-def weight_layouts(backbone: str) -> Tuple[str, ...]:
-    """The weight-file layouts an encoder of the table entry ``backbone`` accepts."""
-    return get_backbone(backbone).layouts
 
 
 def token_grid_convs(model: nn.Module) -> List[nn.Conv2d]:

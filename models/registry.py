@@ -94,14 +94,6 @@ def backbone_names(role: Optional[str] = None) -> Tuple[str, ...]:
     return tuple(name for name, spec in BACKBONES.items() if role is None or role in spec.roles)
 
 
-def spec_of_timm(timm_name: str) -> BackboneSpec:
-    """The spec of the entry building ``timm_name``."""
-    for spec in BACKBONES.values():
-        if spec.timm_name == timm_name:
-            return spec
-    raise ValueError(f"no backbone entry builds timm's {timm_name!r}")
-
-
 class _RoleView(Mapping):
     """``{name: timm_name}`` of one role, live over :data:`BACKBONES` (the older dict API)."""
 

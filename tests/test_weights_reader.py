@@ -101,6 +101,7 @@ def test_convert_check_passes_an_intact_file_and_names_a_damaged_member(tmp_path
     with caplog.at_level(logging.ERROR):
         assert convert_main(["--check", str(damaged)]) == 2
     assert "damaged.pth: damaged archive (Bad CRC-32 for file '" in caplog.text and "/data/" in caplog.text
+    assert "cannot be read" not in caplog.text  # said once, not wrapped in a second message
 
 
 def test_one_error_format_for_every_loader(tmp_path):

@@ -22,8 +22,7 @@ from lib.weights.errors import CheckpointError
 from lib.weights.fit import check_fit
 from lib.weights.keymap import FSANET_LAYOUTS
 from lib.weights.reader import WeightFile, open_weights
-from models.backbones import weight_layouts
-from models.registry import BACKBONES, FAMILY_FLAGS, ROLE_FLAGS
+from models.registry import BACKBONES, FAMILY_FLAGS, ROLE_FLAGS, get_backbone
 
 PathLike = Union[str, os.PathLike]
 Source = Union[PathLike, WeightFile]
@@ -142,7 +141,7 @@ def _stem_key(encoder: nn.Module) -> str:
 
 def load_backbone(model: nn.Module, source: Source, part: str, generator: Optional[torch.Generator] = None) -> LoadReport:
     """Initialise one encoder of an FSANet (``part``: ``"spatial"`` or ``"frequency"``) from
-    an ImageNet file of a layout its backbone accepts (``models.backbones``' table).
+    an ImageNet file of a layout its backbone accepts (the backbone table, ``models.registry``).
 
     The frequency encoder takes a 1-channel image, so its first convolution cannot come
     from an RGB file: as the authors do, it is drawn from N(0, 1) with ``generator``.
@@ -156,10 +155,15 @@ def load_backbone(model: nn.Module, source: Source, part: str, generator: Option
     else:
         raise ValueError(f"part must be 'spatial' or 'frequency', got {part!r}")
     record = _record(source)
-    accepted = weight_layouts(encoder.backbone) if encoder.backbone else ()
+    accepted = get_backbone(encoder.backbone).layouts if encoder.backbone else ()
     if record.layout not in accepted:
+        found = (
+            f"a state dict of no known layout ({len(record.tensors)} tensors, first keys {list(record.tensors)[:4]})"
+            if record.layout == "timm"
+            else f"a {record.layout} file"
+        )
         raise CheckpointError(
-            f"{record.path}: a {record.layout} file, but the {part} encoder is {encoder.timm_name}; "
+            f"{record.path}: {found}, but the {part} encoder is {encoder.timm_name}; "
             f"it needs {' or '.join(accepted) or 'no'} weights"
         )
     state_dict = dict(record.tensors)

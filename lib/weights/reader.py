@@ -55,11 +55,6 @@ class WeightFile:
     #: the config whose tensor shapes were checked (on the meta device), or None
     checked_config: Optional[Dict[str, Any]] = None
 
-    @property
-    def is_fsanet(self) -> bool:
-        """Whether the file holds a whole FSANet (not one ImageNet encoder)."""
-        return self.layout in keymap.FSANET_LAYOUTS
-
 
 def open_weights(
     spec: PathLike,

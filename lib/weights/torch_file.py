@@ -82,7 +82,9 @@ def _read(path: PathLike, load: bool) -> Any:
                 f"{path}: not a PyTorch checkpoint, or a truncated one ({error}); copy or download it again"
             ) from None
         raise _damaged(path, str(error)) from None
-    except (OSError, ValueError) as error:
+    except CheckpointError:
+        raise  # a damaged member, named by check_members
+    except (OSError, ValueError) as error:  # unreadable, or mmap's refusal of an empty file
         raise CheckpointError(f"{path}: cannot be read ({error})") from None
     return _load(path, mmap=True) if load else None
 

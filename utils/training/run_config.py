@@ -50,9 +50,11 @@ def write_run_config(checkpoint_dir: PathLike, config: TrainConfig, start_epoch:
     starts: List[Dict[str, Any]] = []
     if path.is_file():
         try:
-            starts = list(json.loads(path.read_text()).get("starts") or [])
-        except (OSError, ValueError, AttributeError):
-            starts = []  # an unreadable earlier file: this start begins the list again
+            earlier = json.loads(path.read_text())
+        except (OSError, ValueError):
+            earlier = None  # an unreadable earlier file: this start begins the list again
+        if isinstance(earlier, dict) and isinstance(earlier.get("starts"), list):
+            starts = earlier["starts"]
     starts.append(
         {
             "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -107,11 +107,6 @@ def open_start_files(config: TrainConfig) -> StartFiles:
     return StartFiles(backbones=opened)
 
 
-def check_backbone_weights(config: TrainConfig) -> StartFiles:
-    """:func:`open_start_files` (its older name)."""
-    return open_start_files(config)
-
-
 def init_backbones(model: FSANet, config: TrainConfig, files: Optional[StartFiles] = None) -> List[str]:
     """Load each encoder's ImageNet weights (:func:`backbone_sources`); returns the encoders left random."""
     files = files if files is not None else open_start_files(config)
